@@ -1,0 +1,316 @@
+"""Settings: defaults in code, then the environment, then validation.
+
+Every setting is one field of :class:`Settings`, documented where it is
+defined, with the environment variable that sets it. With no variable set the
+service runs embedded: SQLite, local disk and a broker kept in files, all
+under ``./image-pipeline-data``. :meth:`Settings.problems` lists every bad
+setting at once so start-up can report them together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from app.imaging.types import Limits
+from app.presets import Preset, PresetError, build_presets
+
+DATA_DIR_NAME = "image-pipeline-data"
+EMBEDDED_BROKER_SCHEME = "sqla+sqlite"
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; the message lists all of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("Invalid configuration:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str = _setting(
+        "IMAGE_PIPELINE_DATA_DIR",
+        "",
+        "Where the embedded defaults keep the database, broker files and media "
+        "(default ./image-pipeline-data).",
+    )
+    database_url: str = _setting(
+        "DATABASE_URL",
+        "",
+        "SQLAlchemy URL; postgresql:// URLs use psycopg 3. Default: SQLite in the "
+        "data directory.",
+    )
+    redis_url: str = _setting(
+        "REDIS_URL", "", "Redis for the broker (and quotas); unset in embedded mode."
+    )
+    broker_url: str = _setting(
+        "BROKER_URL",
+        "",
+        "Celery broker (redis:// or amqp://). Default: REDIS_URL, else an embedded "
+        "broker in a SQLite file of the data directory.",
+    )
+    storage_url: str = _setting(
+        "STORAGE_URL",
+        "",
+        "file:///path for local disk. Default: the data directory's media/.",
+    )
+    public_media_url: str = _setting(
+        "PUBLIC_MEDIA_URL",
+        "/image-pipeline/files",
+        "Base of variant URLs. The default is served by the API itself.",
+    )
+    max_upload_bytes: int = _setting(
+        "IMAGE_PIPELINE_MAX_BYTES", 25 * 1024 * 1024, "Largest accepted upload."
+    )
+    max_pixels: int = _setting(
+        "IMAGE_PIPELINE_MAX_PIXELS",
+        50_000_000,
+        "Largest accepted image, in pixels over all frames; checked before decoding.",
+    )
+    min_dimension: int = _setting(
+        "IMAGE_PIPELINE_MIN_DIMENSION", 1, "Smallest accepted width or height."
+    )
+    max_frames: int = _setting(
+        "IMAGE_PIPELINE_MAX_FRAMES", 100, "Most frames an animation may have."
+    )
+    presets_json: str = _setting(
+        "IMAGE_PIPELINE_PRESETS",
+        "",
+        'JSON object of presets by source type, e.g. {"cover": {"fit": "width", '
+        '"variants": {"md": 1200}}}; merged over the defaults.',
+    )
+    max_attempts: int = _setting(
+        "IMAGE_PIPELINE_MAX_ATTEMPTS",
+        5,
+        "Claims a job gets before it ends FAILED; stored on each job.",
+    )
+    soft_time_limit: float = _setting(
+        "IMAGE_PIPELINE_SOFT_TIME_LIMIT", 105.0, "Celery soft time limit, seconds."
+    )
+    hard_time_limit: float = _setting(
+        "IMAGE_PIPELINE_HARD_TIME_LIMIT", 120.0, "Celery hard time limit, seconds."
+    )
+    lease_seconds: float = _setting(
+        "IMAGE_PIPELINE_LEASE",
+        180.0,
+        "How long a worker's claim on a job lasts unless renewed.",
+    )
+    lease_renew_seconds: float = _setting(
+        "IMAGE_PIPELINE_LEASE_RENEW", 30.0, "How often a running job renews its lease."
+    )
+    reaper_interval: float = _setting(
+        "IMAGE_PIPELINE_REAPER_INTERVAL",
+        30.0,
+        "How often beat re-dispatches stale jobs, seconds.",
+    )
+    pending_grace: float = _setting(
+        "IMAGE_PIPELINE_PENDING_GRACE",
+        60.0,
+        "Age after which a PENDING job that no worker took is dispatched again.",
+    )
+    visibility_timeout: float = _setting(
+        "IMAGE_PIPELINE_VISIBILITY_TIMEOUT",
+        900.0,
+        "Redis redelivers a task not acknowledged within this many seconds.",
+    )
+    retry_backoff_base: float = _setting(
+        "IMAGE_PIPELINE_RETRY_BACKOFF",
+        2.0,
+        "First retry delay after a transient error; doubles per attempt, jittered.",
+    )
+    retry_backoff_max: float = _setting(
+        "IMAGE_PIPELINE_RETRY_BACKOFF_MAX", 60.0, "Longest retry delay, seconds."
+    )
+    dispatch_timeout: float = _setting(
+        "IMAGE_PIPELINE_DISPATCH_TIMEOUT",
+        1.0,
+        "Longest an upload waits for the broker before leaving the job to the reaper.",
+    )
+    worker_concurrency: int = _setting(
+        "IMAGE_PIPELINE_WORKER_CONCURRENCY",
+        0,
+        "Worker processes per worker; 0 means one per CPU.",
+    )
+    worker_max_memory_kb: int = _setting(
+        "IMAGE_PIPELINE_WORKER_MAX_MEMORY_KB",
+        1_500_000,
+        "A worker child is replaced after a task leaves it above this resident size.",
+    )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Read every setting from ``environ`` (default ``os.environ``)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = _parse(type(f.default), raw)
+            except ValueError:
+                problems.append(
+                    f"{f.metadata['env']}={raw!r} is not a valid "
+                    f"{type(f.default).__name__}."
+                )
+        if problems:
+            raise ConfigError(problems)
+        values.update(overrides)
+        return cls(**values).resolved()
+
+    def resolved(self) -> Settings:
+        """Fill the embedded defaults that depend on the data directory."""
+        data_dir = Path(self.data_dir or Path.cwd() / DATA_DIR_NAME).resolve()
+        values: dict[str, Any] = {"data_dir": str(data_dir)}
+        if not self.database_url:
+            values["database_url"] = f"sqlite:///{data_dir / 'pipeline.db'}"
+        if not self.broker_url:
+            values["broker_url"] = (
+                self.redis_url
+                or f"{EMBEDDED_BROKER_SCHEME}:///{data_dir / 'broker.db'}"
+            )
+        if not self.storage_url:
+            values["storage_url"] = (data_dir / "media").as_uri()
+        return replace(self, **values)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith(EMBEDDED_BROKER_SCHEME + ":")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """``database_url`` with psycopg 3 as the PostgreSQL driver."""
+        url = self.database_url
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_bytes=self.max_upload_bytes,
+            max_pixels=self.max_pixels,
+            min_dimension=self.min_dimension,
+            max_frames=self.max_frames,
+        )
+
+    def presets(self) -> dict[str, Preset]:
+        overrides = json.loads(self.presets_json) if self.presets_json else None
+        if overrides is not None and not isinstance(overrides, dict):
+            raise PresetError("IMAGE_PIPELINE_PRESETS must be a JSON object.")
+        return build_presets(overrides)
+
+    def problems(self) -> list[str]:
+        """Every invalid setting, as sentences; empty when all is well."""
+        return [
+            *self._url_problems(),
+            *self._limit_problems(),
+            *self._timing_problems(),
+            *self._preset_problems(),
+        ]
+
+    def check(self) -> Settings:
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    def _url_problems(self) -> list[str]:
+        problems = []
+        scheme = urlparse(self.sqlalchemy_url).scheme.split("+")[0]
+        if scheme not in ("sqlite", "postgresql"):
+            problems.append(
+                f"DATABASE_URL scheme {scheme!r} is not supported; use postgresql:// "
+                "or sqlite:///path."
+            )
+        broker = urlparse(self.broker_url).scheme
+        if broker not in ("redis", "rediss", "amqp", "amqps", EMBEDDED_BROKER_SCHEME):
+            problems.append(
+                f"BROKER_URL scheme {broker!r} is not supported; use redis:// or "
+                "amqp://."
+            )
+        if urlparse(self.storage_url).scheme != "file":
+            problems.append(
+                f"STORAGE_URL {self.storage_url!r} is not supported; use "
+                "file:///absolute/path."
+            )
+        return problems
+
+    def _limit_problems(self) -> list[str]:
+        positive = {
+            "IMAGE_PIPELINE_MAX_BYTES": self.max_upload_bytes,
+            "IMAGE_PIPELINE_MAX_PIXELS": self.max_pixels,
+            "IMAGE_PIPELINE_MIN_DIMENSION": self.min_dimension,
+            "IMAGE_PIPELINE_MAX_FRAMES": self.max_frames,
+            "IMAGE_PIPELINE_MAX_ATTEMPTS": self.max_attempts,
+        }
+        return [
+            f"{name} is {value}; it must be at least 1."
+            for name, value in positive.items()
+            if value < 1
+        ]
+
+    def _timing_problems(self) -> list[str]:
+        """The relations that keep a job from being lost or run twice."""
+        relations = [
+            (self.soft_time_limit < self.hard_time_limit, "soft time limit", "hard"),
+            (self.hard_time_limit < self.lease_seconds, "hard time limit", "lease"),
+            (
+                self.lease_renew_seconds < self.lease_seconds / 2,
+                "lease renewal interval",
+                "half the lease",
+            ),
+            (
+                self.lease_seconds < self.visibility_timeout,
+                "lease",
+                "visibility timeout",
+            ),
+            (
+                self.retry_backoff_max < self.visibility_timeout,
+                "longest retry backoff",
+                "visibility timeout",
+            ),
+        ]
+        return [
+            f"The {smaller} must be shorter than the {larger}; see "
+            "IMAGE_PIPELINE_SOFT_TIME_LIMIT and the timing settings."
+            for holds, smaller, larger in relations
+            if not holds
+        ]
+
+    def _preset_problems(self) -> list[str]:
+        try:
+            self.presets()
+        except json.JSONDecodeError as exc:
+            return [f"IMAGE_PIPELINE_PRESETS is not valid JSON: {exc.msg}."]
+        except PresetError as exc:
+            return [str(exc)]
+        return []
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting."""
+    return [
+        (f.metadata["env"], repr(f.default), f.metadata["doc"])
+        for f in fields(Settings)
+    ]
+
+
+def _parse(kind: type, raw: str) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return kind(raw)
