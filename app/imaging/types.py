@@ -18,6 +18,8 @@ class Limits:
     max_pixels: int = 50_000_000
     """Counted over all frames of an animation."""
     min_dimension: int = 1
+    max_dimension: int = 30_000
+    """Longest side in pixels; a 65000x10 strip is refused before decoding."""
     max_frames: int = 100
     allowed_formats: frozenset[str] = ALLOWED_FORMATS
 

@@ -1,0 +1,38 @@
+"""Step 7: scale (and for covers, crop) every variant from one decoded image.
+
+Variants are made largest first, each from the one before, so every scale
+step is small; ``reducing_gap`` lets Pillow shrink by whole factors with a
+fast box filter before the final Lanczos pass.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from app.imaging.context import Output, RenderContext
+from app.imaging.crop import crop_square
+from app.imaging.plan import variant_size
+
+REDUCING_GAP = 3.0
+"""Box-reduce until within this factor of the target, then Lanczos."""
+
+
+def render_variants(ctx: RenderContext) -> None:
+    """Fill ``ctx.outputs``: each variant's frames at its exact final size."""
+    preset = ctx.preset
+    sizes = {
+        spec.name: variant_size(spec, ctx.width, ctx.height, preset.fit)
+        for spec in preset.variants
+    }
+    source = crop_square(ctx) if preset.fit == "cover" else ctx.frames
+    made: dict[tuple[int, int], list[Image.Image]] = {}
+    for size in sorted(set(sizes.values()), reverse=True):
+        source = [_scaled(frame, size) for frame in source]
+        made[size] = source
+    ctx.outputs = [Output(spec, made[sizes[spec.name]]) for spec in preset.variants]
+
+
+def _scaled(frame: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if frame.size == size:
+        return frame
+    return frame.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
