@@ -86,6 +86,7 @@ def run_libvips(paths: Sequence[Path]) -> None:
 
     for path in paths:
         largest = pyvips.Image.thumbnail(str(path), max(WIDTHS), size="down")
+        largest = largest.copy_memory()  # decoded once, read by every output
         current = largest
         for width in sorted(WIDTHS, reverse=True):
             if width < current.width:
