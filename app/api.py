@@ -54,12 +54,13 @@ def upload() -> tuple[Response, int]:
     upload = request.files.get("file")
     if upload is None:
         raise BadRequest("file is required: send the image as multipart field 'file'.")
-    job_id = pipeline().submit(
+    accepted = pipeline().accept(
         upload.stream,
         request.form.get("sourceType", ""),
         request.form.get("sourceId", ""),
+        idempotency_key=request.headers.get("Idempotency-Key"),
     )
-    return jsonify(jobId=job_id, status="PENDING"), 202
+    return jsonify(jobId=accepted.job_id, status=accepted.status.value), 202
 
 
 @blueprint.get("/status/<job_id>")
@@ -78,6 +79,13 @@ def media() -> Response:
         raise BadRequest("sourceType and sourceId are required query parameters.")
     records = pipeline().list_media(source_type, source_id)
     return jsonify([record.to_json() for record in records])
+
+
+@blueprint.delete("/media/<media_id>")
+def delete_media(media_id: str) -> tuple[str, int]:
+    if not pipeline().delete_media(media_id):
+        raise NotFound("Media not found", code="media_not_found")
+    return "", 204
 
 
 @blueprint.get("/files/<path:key>")

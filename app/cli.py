@@ -45,10 +45,14 @@ def serve(host: str, port: int, threads: int) -> None:
 
     from app import create_app
     from app.migrate import upgrade
+    from app.sinks import create_example_users_table
 
     settings = _settings()
     app = create_app(settings)
-    upgrade(app.extensions["image_pipeline"].db)
+    pipeline = app.extensions["image_pipeline"]
+    upgrade(pipeline.db)
+    if settings.embedded_database and not settings.sinks_json:
+        create_example_users_table(pipeline.db)
     base = f"http://{host}:{port}/image-pipeline"
     click.echo(f"Image pipeline on {base}/  (data in {settings.data_dir})")
     click.echo(
@@ -94,6 +98,18 @@ def worker(beat: bool, concurrency: int | None, loglevel: str) -> None:
 def beat(loglevel: str) -> None:
     """Run the scheduler: the reaper (and, later, delivery) on their intervals."""
     _celery().start(["beat", f"--loglevel={loglevel}"])
+
+
+@contextmanager
+def _app() -> Iterator[Any]:
+    """The Flask app for a one-off command; its connections closed at the end."""
+    from app import create_app
+
+    app = create_app(_settings())
+    try:
+        yield app
+    finally:
+        app.extensions["image_pipeline"].db.dispose()
 
 
 def _celery() -> Any:
@@ -191,3 +207,124 @@ def db_upgrade(revision: str) -> None:
     database = Database(settings.sqlalchemy_url)
     upgrade(database, revision)
     click.echo(f"Database is at revision {revision}.")
+
+
+@main.command("reprocess")
+@click.option("--outdated", is_flag=True, help="Every media made by an older preset.")
+@click.option("--source-type", help="Only media of this source type.")
+@click.option(
+    "--inline",
+    is_flag=True,
+    help="Render here, one by one, instead of sending Celery jobs.",
+)
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait.")
+@click.argument("media_ids", nargs=-1)
+def reprocess_command(
+    outdated: bool,
+    source_type: str | None,
+    inline: bool,
+    wait: bool,
+    timeout: float,
+    media_ids: tuple[str, ...],
+) -> None:
+    """Re-render MEDIA_IDS, or with --outdated all media of a changed preset.
+
+    Safe to interrupt and run again: finished media are no longer outdated.
+    """
+    if not outdated and not media_ids:
+        raise click.UsageError("Name media ids, or pass --outdated.")
+    with _app() as app:
+        _reprocess(app, outdated, source_type, inline, wait, timeout, media_ids)
+
+
+def _reprocess(
+    app: Any,
+    outdated: bool,
+    source_type: str | None,
+    inline: bool,
+    wait: bool,
+    timeout: float,
+    media_ids: tuple[str, ...],
+) -> None:
+    from app.reprocess import outdated as find_outdated
+    from app.reprocess import reprocess
+    from workers import REPROCESS_TASK
+
+    pipeline = app.extensions["image_pipeline"]
+    targets = list(media_ids) or find_outdated(pipeline, source_type)
+    click.echo(f"{len(targets)} media to re-render.")
+    if not targets:
+        return
+    if inline:
+        with click.progressbar(targets, label="Re-rendering") as bar:
+            outcomes = [reprocess(pipeline, media_id) for media_id in bar]
+        click.echo(
+            ", ".join(f"{o}: {outcomes.count(o)}" for o in sorted(set(outcomes)))
+        )
+        return
+    celery = app.extensions["celery"]
+    for media_id in targets:
+        celery.send_task(REPROCESS_TASK, args=[media_id])
+    if wait:
+        _wait_for_reprocess(pipeline, set(targets), source_type, timeout)
+
+
+def _wait_for_reprocess(
+    pipeline: Any, targets: set[str], source_type: str | None, timeout: float
+) -> None:
+    import time
+
+    from app.reprocess import outdated as find_outdated
+
+    deadline = time.monotonic() + timeout
+    finished = 0
+    with click.progressbar(length=len(targets), label="Re-rendering") as bar:
+        while finished < len(targets) and time.monotonic() < deadline:
+            time.sleep(1)
+            now_finished = len(targets - set(find_outdated(pipeline, source_type)))
+            bar.update(now_finished - finished)
+            finished = now_finished
+    if finished < len(targets):
+        raise click.ClickException(
+            f"{len(targets) - finished} media still outdated after {timeout:.0f} s; "
+            "see the worker log, and run the command again to resume."
+        )
+
+
+@main.group()
+def deliveries() -> None:
+    """The delivery log: completed jobs handed to sinks."""
+
+
+@deliveries.command("list")
+@click.option(
+    "--status", type=click.Choice(["PENDING", "DELIVERED", "SUPERSEDED", "FAILED"])
+)
+@click.option("--limit", default=50, show_default=True)
+def deliveries_list(status: str | None, limit: int) -> None:
+    """Show recent deliveries, newest first."""
+    from sqlalchemy import select
+
+    from app.models import Delivery
+
+    query = select(Delivery).order_by(Delivery.updated_at.desc()).limit(limit)
+    if status:
+        query = query.where(Delivery.status == status)
+    with _app() as app, app.extensions["image_pipeline"].db.transaction() as session:
+        for row in session.scalars(query):
+            click.echo(
+                f"{row.id}  {row.status:<10} {row.sink:<28} job {row.job_id}  "
+                f"attempts {row.attempts}  {row.last_error or ''}".rstrip()
+            )
+
+
+@deliveries.command("replay")
+@click.argument("delivery_id")
+def deliveries_replay(delivery_id: str) -> None:
+    """Send DELIVERY_ID to its sink again on the next delivery cycle."""
+    with _app() as app:
+        replayed = app.extensions["image_pipeline"].deliverer.replay(delivery_id)
+    if not replayed:
+        raise click.ClickException(f"No delivery {delivery_id!r}.")
+    click.echo(f"Delivery {delivery_id} will be sent again on the next cycle.")

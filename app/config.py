@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,42 @@ class Settings:
         1.0,
         "Longest an upload waits for the broker before leaving the job to the reaper.",
     )
+    sinks_json: str = _setting(
+        "IMAGE_PIPELINE_SINKS",
+        "",
+        "JSON object of delivery sinks by source type ('*' for all); default: "
+        "the avatar URL column users.avatar_url.",
+    )
+    keep_latest_json: str = _setting(
+        "IMAGE_PIPELINE_KEEP_LATEST",
+        "",
+        'JSON object of source type to N, e.g. {"avatar": 1}: older media of '
+        "an owner beyond the newest N are deleted.",
+    )
+    dedupe_source_types: str = _setting(
+        "IMAGE_PIPELINE_DEDUPE",
+        "",
+        "Comma-separated source types where an owner's identical upload returns "
+        "the existing job.",
+    )
+    delivery_interval: float = _setting(
+        "IMAGE_PIPELINE_DELIVERY_INTERVAL",
+        5.0,
+        "How often beat delivers completed jobs to their sinks, seconds.",
+    )
+    delivery_max_attempts: int = _setting(
+        "IMAGE_PIPELINE_DELIVERY_MAX_ATTEMPTS",
+        8,
+        "Tries a delivery gets before it is marked FAILED.",
+    )
+    delivery_backoff: float = _setting(
+        "IMAGE_PIPELINE_DELIVERY_BACKOFF",
+        5.0,
+        "First delay after a failed delivery; doubles per attempt, jittered.",
+    )
+    webhook_timeout: float = _setting(
+        "IMAGE_PIPELINE_WEBHOOK_TIMEOUT", 5.0, "Longest a webhook call may take."
+    )
     worker_concurrency: int = _setting(
         "IMAGE_PIPELINE_WORKER_CONCURRENCY",
         0,
@@ -214,6 +250,36 @@ class Settings:
             raise PresetError("IMAGE_PIPELINE_PRESETS must be a JSON object.")
         return build_presets(overrides)
 
+    def sinks(self) -> dict[str, Any]:
+        """Sink settings by source type; the default syncs avatar URLs."""
+        if not self.sinks_json:
+            return {"avatar": [{"type": "column", "upsert": self.embedded_database}]}
+        value = json.loads(self.sinks_json)
+        if not isinstance(value, dict):
+            raise ValueError("IMAGE_PIPELINE_SINKS must be a JSON object.")
+        return value
+
+    def keep_latest(self) -> dict[str, int]:
+        value = json.loads(self.keep_latest_json) if self.keep_latest_json else {}
+        if not isinstance(value, dict) or not all(
+            isinstance(n, int) and n >= 1 for n in value.values()
+        ):
+            raise ValueError(
+                "IMAGE_PIPELINE_KEEP_LATEST must map source types to whole numbers "
+                "of at least 1."
+            )
+        return value
+
+    @property
+    def dedupe(self) -> frozenset[str]:
+        return frozenset(
+            name.strip() for name in self.dedupe_source_types.split(",") if name.strip()
+        )
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite:")
+
     def problems(self) -> list[str]:
         """Every invalid setting, as sentences; empty when all is well."""
         return [
@@ -221,6 +287,7 @@ class Settings:
             *self._limit_problems(),
             *self._timing_problems(),
             *self._preset_problems(),
+            *self._delivery_problems(),
         ]
 
     def check(self) -> Settings:
@@ -292,6 +359,18 @@ class Settings:
             if not holds
         ]
 
+    def _delivery_problems(self) -> list[str]:
+        from app.sinks import build_sinks
+
+        problems = _json_problem(self.keep_latest, "IMAGE_PIPELINE_KEEP_LATEST")
+        sink_problems = _json_problem(self.sinks, "IMAGE_PIPELINE_SINKS")
+        if not sink_problems:
+            sink_problems = _json_problem(
+                lambda: build_sinks(self.sinks(), self.webhook_timeout),
+                "IMAGE_PIPELINE_SINKS",
+            )
+        return problems + sink_problems
+
     def _preset_problems(self) -> list[str]:
         try:
             self.presets()
@@ -300,6 +379,16 @@ class Settings:
         except PresetError as exc:
             return [str(exc)]
         return []
+
+
+def _json_problem(read: Callable[[], object], variable: str) -> list[str]:
+    try:
+        read()
+    except json.JSONDecodeError as exc:
+        return [f"{variable} is not valid JSON: {exc.msg}."]
+    except ValueError as exc:
+        return [str(exc)]
+    return []
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -52,6 +52,11 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     return engine
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE matched (SQLAlchemy types it loosely)."""
+    return int(result.rowcount)
+
+
 class Database:
     """An engine and its session factory."""
 

@@ -12,7 +12,8 @@ message that is safe to show to the person who sent the request::
     └── TransientError             503  a dependency failed; worth retrying
         ├── StorageError                the object store failed
         ├── DatabaseUnavailable         the database failed
-        └── BrokerUnavailable           the broker failed
+        ├── BrokerUnavailable           the broker failed
+        └── DeliveryError               a sink did not take a delivery
 
 Foreign exceptions (Pillow's, SQLAlchemy's, the storage client's) are turned
 into these at one boundary each, with ``raise ... from exc``, so callers never
@@ -91,3 +92,7 @@ class DatabaseUnavailable(TransientError):
 
 class BrokerUnavailable(TransientError):
     code = "broker_unavailable"
+
+
+class DeliveryError(TransientError):
+    code = "delivery_failed"

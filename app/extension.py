@@ -7,19 +7,23 @@ offer: :meth:`submit`, :meth:`get_status` and :meth:`list_media`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
 from app.db import Database
+from app.delivery import Deliverer, DeliveryPolicy
 from app.errors import (
     BadRequest,
     DatabaseUnavailable,
@@ -29,9 +33,10 @@ from app.errors import (
 )
 from app.imaging import sniff
 from app.jobs import JobStore
-from app.models import Media
+from app.models import Media, MediaQueue, Status
 from app.processing import Processor
 from app.records import MediaQueueRecord, MediaRecord
+from app.sinks import CallableSink, build_sinks
 from app.storage import Storage, open_storage, original_key
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,14 @@ Dispatch = Callable[[str], None]
 SOURCE_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SOURCE_ID = 255
 SNIFF_BYTES = 64
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job_id: str
+    status: Status
+    created: bool
+    """False when an earlier job with the same key or bytes was returned."""
 
 
 def is_job_id(value: str) -> bool:
@@ -64,41 +77,167 @@ class ImagePipeline:
         self.storage: Storage = open_storage(self.settings.storage_url)
         self.presets = self.settings.presets()
         self.processor = Processor(self.settings, self.jobs, self.storage, self.presets)
+        self.deliverer = Deliverer(
+            self,
+            build_sinks(self.settings.sinks(), self.settings.webhook_timeout),
+            DeliveryPolicy(
+                max_attempts=self.settings.delivery_max_attempts,
+                backoff_base=self.settings.delivery_backoff,
+            ),
+        )
         app.extensions["image_pipeline"] = self
 
         from app.api import blueprint, register_error_handlers
+        from app.demo import blueprint as demo_page
 
         app.register_blueprint(blueprint, url_prefix="/image-pipeline")
+        app.register_blueprint(demo_page)
         register_error_handlers(app)
 
-    def submit(self, data: Source, source_type: str, source_id: str) -> str:
-        """Accept an image for an owner; returns the new job's id.
+    def submit(
+        self,
+        data: Source,
+        source_type: str,
+        source_id: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Accept an image for an owner; returns the job's id. See :meth:`accept`."""
+        return self.accept(
+            data, source_type, source_id, idempotency_key=idempotency_key
+        ).job_id
+
+    def accept(
+        self,
+        data: Source,
+        source_type: str,
+        source_id: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Accepted:
+        """Accept an image for an owner: the job, new or found again.
 
         The original is stored and the job committed before the task is sent,
         so an accepted job is never lost: if the broker is down, the reaper
-        dispatches it later. Raises ``BadRequest``, ``PayloadTooLarge``,
-        ``ImageRejected`` for input it refuses, and a ``TransientError`` when
-        the job could not be made durable (nothing is left behind then).
+        dispatches it later. The same ``idempotency_key`` from the same owner
+        returns the first job instead of a new one; so do identical bytes in
+        source types listed in ``IMAGE_PIPELINE_DEDUPE``.
+
+        Raises ``BadRequest``, ``PayloadTooLarge``, ``ImageRejected`` for input
+        it refuses, and a ``TransientError`` when the job could not be made
+        durable (nothing is left behind then).
         """
         check_owner(source_type, source_id)
+        check_idempotency_key(idempotency_key)
+        owner = (source_type, source_id)
+        if idempotency_key and (found := self._find(owner, idempotency_key, None)):
+            return found
         payload = self._read(data)
+        digest = None
+        if source_type in self.settings.dedupe:
+            digest = hashlib.sha256(payload).hexdigest()
+            if found := self._find(owner, None, digest):
+                return found
+        return self._create(owner, payload, idempotency_key, digest)
+
+    def _create(
+        self,
+        owner: tuple[str, str],
+        payload: bytes,
+        idempotency_key: str | None,
+        digest: str | None,
+    ) -> Accepted:
         job_id = str(uuid.uuid4())
         key = original_key(job_id)
         self.storage.put(key, payload, "application/octet-stream")
         try:
             self.jobs.create(
                 job_id,
-                source_type=source_type,
-                source_id=source_id,
+                source_type=owner[0],
+                source_id=owner[1],
                 original_key=key,
                 original_bytes=len(payload),
                 max_attempts=self.settings.max_attempts,
+                idempotency_key=idempotency_key,
+                content_sha256=digest,
             )
+        except IntegrityError:
+            # A concurrent upload with the same key or bytes won the race.
+            self.discard(key)
+            found = self._find(owner, idempotency_key, digest)
+            if found is None:
+                raise
+            return found
         except DatabaseUnavailable:
-            self._forget(key)
+            self.discard(key)
             raise
         self.dispatch(job_id)
-        return job_id
+        return Accepted(job_id, Status.PENDING, created=True)
+
+    def _find(
+        self, owner: tuple[str, str], idempotency_key: str | None, digest: str | None
+    ) -> Accepted | None:
+        """The owner's job with this key or these bytes, if any.
+
+        A FAILED job with the same bytes gives them up, so that uploading them
+        again starts afresh.
+        """
+        source_type, source_id = owner
+        query = select(MediaQueue).where(
+            MediaQueue.source_type == source_type, MediaQueue.source_id == source_id
+        )
+        if idempotency_key is not None:
+            query = query.where(MediaQueue.idempotency_key == idempotency_key)
+        else:
+            query = query.where(MediaQueue.content_sha256 == digest)
+        with self.db.transaction() as session:
+            job = session.scalars(query).first()
+            if job is None:
+                return None
+            if idempotency_key is None and job.status is Status.FAILED:
+                job.content_sha256 = None
+                return None
+            return Accepted(job.id, job.status, created=False)
+
+    def register_sink(
+        self,
+        source_type: str,
+        name: str,
+        function: Callable[[MediaQueueRecord], object],
+    ) -> None:
+        """Deliver completed jobs of ``source_type`` ("*": all) to ``function``.
+
+        Register it in the app factory, so that the worker that runs deliveries
+        has it too. It is called at least once per job and must be idempotent.
+        """
+        self.deliverer.register(source_type, CallableSink(name, function))
+
+    def delete_media(self, media_id: str) -> bool:
+        """Delete a media, its job and every stored object; ``False`` if absent.
+
+        Rows go first, in one transaction; stored objects after. An object
+        that cannot be removed then is left to the orphan collector.
+        """
+        with self.db.transaction() as session:
+            media = session.get(Media, media_id) if is_job_id(media_id) else None
+            if media is None:
+                return False
+            job = session.get_one(MediaQueue, media.job_id)
+            keys = [info["key"] for info in media.variants.values()]
+            keys.append(job.original_key)
+            session.delete(media)
+            session.delete(job)
+        for key in keys:
+            self.discard(key)
+        return True
+
+    def prune_owner(self, source_type: str, source_id: str) -> int:
+        """Delete an owner's media beyond the newest N its source type keeps."""
+        keep = self.settings.keep_latest().get(source_type)
+        if keep is None:
+            return 0
+        stale = [m.id for m in self.list_media(source_type, source_id)[keep:]]
+        return sum(self.delete_media(media_id) for media_id in stale)
 
     def get_status(self, job_id: str) -> MediaQueueRecord | None:
         """The job's record with its media; ``None`` for an unknown id."""
@@ -137,11 +276,12 @@ class ImagePipeline:
         check_image_bytes(payload)
         return payload
 
-    def _forget(self, key: str) -> None:
+    def discard(self, key: str) -> None:
+        """Remove a stored object; a failure is logged for the orphan collector."""
         try:
             self.storage.delete(key)
         except StorageError:
-            log.warning("could not remove original %s after a failed upload", key)
+            log.warning("could not remove stored object %s; left to the collector", key)
 
 
 def check_owner(source_type: object, source_id: object) -> None:
@@ -157,6 +297,18 @@ def check_owner(source_type: object, source_id: object) -> None:
     if len(source_id) > MAX_SOURCE_ID or not source_id.isprintable():
         raise BadRequest(
             f"sourceId must be at most {MAX_SOURCE_ID} printable characters."
+        )
+
+
+def check_idempotency_key(key: str | None) -> None:
+    if key is not None and (
+        not key
+        or len(key) > MAX_SOURCE_ID
+        or not key.isascii()
+        or not key.isprintable()
+    ):
+        raise BadRequest(
+            f"Idempotency-Key must be 1-{MAX_SOURCE_ID} printable ASCII characters."
         )
 
 

@@ -73,7 +73,10 @@ class JobStore:
         original_key: str,
         original_bytes: int,
         max_attempts: int,
+        idempotency_key: str | None = None,
+        content_sha256: str | None = None,
     ) -> None:
+        """Insert a PENDING job; ``IntegrityError`` if its keys are taken."""
         now = self.clock()
         with self.db.transaction() as session:
             session.add(
@@ -86,6 +89,8 @@ class JobStore:
                     max_attempts=max_attempts,
                     original_key=original_key,
                     original_bytes=original_bytes,
+                    idempotency_key=idempotency_key,
+                    content_sha256=content_sha256,
                     created_at=now,
                     updated_at=now,
                 )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -80,6 +81,13 @@ class MediaQueue(Base):
     __table_args__ = (
         Index("ix_media_queue_status_updated", "status", "updated_at"),
         Index("ix_media_queue_owner", "source_type", "source_id"),
+        Index("ix_media_queue_undelivered", "status", "delivered_at"),
+        UniqueConstraint(
+            "source_type", "source_id", "idempotency_key", name="uq_media_queue_idem"
+        ),
+        UniqueConstraint(
+            "source_type", "source_id", "content_sha256", name="uq_media_queue_content"
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -103,6 +111,12 @@ class MediaQueue(Base):
     original_bytes: Mapped[int] = mapped_column(Integer)
     lease_token: Mapped[str | None] = mapped_column(String(36))
     lease_expires_at: Mapped[datetime | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    """The client's ``Idempotency-Key``: one job per key and owner."""
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    """Set only where the source type deduplicates identical uploads."""
+    delivered_at: Mapped[datetime | None]
+    """When every sink of the job's source type had it; null until then."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -133,3 +147,60 @@ class Media(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[MediaQueue] = relationship(back_populates="media", lazy="raise")
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    SUPERSEDED = "SUPERSEDED"
+    """A newer job of the same owner was delivered first; nothing to do."""
+    FAILED = "FAILED"
+
+
+class Delivery(Base):
+    """One job handed to one sink: the delivery log, and its retry state."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("job_id", "sink", name="uq_deliveries_job_sink"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("media_queue.id", ondelete="CASCADE")
+    )
+    sink: Mapped[str] = mapped_column(String(64))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(
+            DeliveryStatus,
+            name="delivery_status",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            validate_strings=True,
+        )
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryMark(Base):
+    """The newest job a sink has applied for one owner.
+
+    Updating it is a compare-and-set that also locks the owner's row, so an
+    older job that completes late can never overwrite a newer one's value.
+    """
+
+    __tablename__ = "delivery_marks"
+
+    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_created_at: Mapped[datetime]
+    job_id: Mapped[str] = mapped_column(String(36))

@@ -99,7 +99,7 @@ class Processor:
         rendered = render(original, preset, self.settings.limits)
 
         # Store the variants under keys fixed by job and preset version.
-        variants = self._store_variants(claim.job_id, preset, rendered)
+        variants = self.store_variants(claim.job_id, preset, rendered)
 
         # Describe them; the caller records this with the terminal state.
         return Media(
@@ -116,7 +116,7 @@ class Processor:
             variants=variants,
         )
 
-    def _store_variants(
+    def store_variants(
         self, job_id: str, preset: Preset, rendered: Rendered
     ) -> dict[str, dict[str, object]]:
         variants: dict[str, dict[str, object]] = {}

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 QUEUE = "image-pipeline"
 PROCESS_TASK = "image_pipeline.process"
 REAP_TASK = "image_pipeline.reap"
+DELIVER_TASK = "image_pipeline.deliver"
+REPROCESS_TASK = "image_pipeline.reprocess"
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -38,7 +40,9 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery_app = Celery(app.name, task_cls=FlaskTask, include=["workers.tasks"])
+    celery_app = Celery(
+        app.name, task_cls=FlaskTask, include=["workers.tasks", "workers.lifecycle"]
+    )
     celery_app.conf.update(celery_config(pipeline.settings))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
@@ -67,6 +71,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_schedule": {
             "reap": {"task": REAP_TASK, "schedule": settings.reaper_interval},
+            "deliver": {"task": DELIVER_TASK, "schedule": settings.delivery_interval},
         },
         "beat_schedule_filename": f"{settings.data_dir}/celerybeat-schedule",
     }
