@@ -17,14 +17,11 @@ Source = bytes | str | os.PathLike[str] | BinaryIO
 
 @dataclass
 class Output:
-    """One variant before encoding: its spec and its frames at the final size."""
+    """One variant: its spec, its exact size and its WebP bytes to come."""
 
     spec: VariantSpec
-    frames: list[Image.Image]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.frames[0].size
+    size: tuple[int, int]
+    encoded: Future[bytes]
 
 
 @dataclass
@@ -61,12 +58,10 @@ class RenderContext:
     loop: int = 0
     icc_profile: bytes | None = None
 
-    outputs: list[Output] = field(default_factory=list)
-    """Variants in the preset's order, ready to encode."""
     encoder: ThreadPoolExecutor | None = None
-    pending: list[Future[bytes]] = field(default_factory=list)
-    encoded_index: list[int] = field(default_factory=list)
-    """For each output, which of ``pending`` encodes it (equal sizes share one)."""
+    """Threads encoding variants while the pipeline goes on."""
+    outputs: list[Output] = field(default_factory=list)
+    """Variants in the preset's order; equal sizes share one encoding."""
     variants: list[RenderedVariant] = field(default_factory=list)
     blurhash: str = ""
     dominant_color: str = ""

@@ -19,6 +19,11 @@ MIN_FRAME_DURATION_MS = 20
 """Shorter frame times are shown as 100 ms by browsers, so they become 100 ms."""
 MAX_FRAME_DURATION_MS = 60_000
 """Longer frame times are cut to a minute, keeping the WebP timeline in range."""
+SHRINK_GAP = 2.0
+"""How many times the needed size a box-reduced frame stays, at least."""
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK"})
+MAX_LOOP = 65_535
+"""The largest loop count a WebP animation can hold; 0 loops forever."""
 
 
 def decode(ctx: RenderContext) -> None:
@@ -36,8 +41,12 @@ def decode(ctx: RenderContext) -> None:
             ctx.frames = [_plain_cmyk_fixed(image, ctx.format)]
         ctx.orientation = read_orientation(image)
     ctx.width, ctx.height = _upright(ctx.stored_size, ctx.orientation)
-    ctx.icc_profile = image.info.get("icc_profile") or None
-    ctx.loop = int(image.info.get("loop", 0))
+    if not ctx.animated:
+        ctx.frames = [_shrunk(ctx.first_frame, ctx)]
+    profile = image.info.get("icc_profile")
+    ctx.icc_profile = profile if isinstance(profile, bytes) and profile else None
+    loop = image.info.get("loop", 0)
+    ctx.loop = min(max(loop, 0), MAX_LOOP) if isinstance(loop, int) else 0
 
 
 def _upright(size: tuple[int, int], orientation: int) -> tuple[int, int]:
@@ -56,6 +65,21 @@ def _draft(image: ImageFile.ImageFile, ctx: RenderContext) -> None:
     width, height = _upright(ctx.stored_size, orientation)
     needed = needed_size(ctx.preset, width, height)
     image.draft(None, _upright(needed, orientation))
+
+
+def _shrunk(frame: Image.Image, ctx: RenderContext) -> Image.Image:
+    """Box-reduce a frame far larger than needed, as a JPEG draft would.
+
+    A gap of :data:`SHRINK_GAP` is kept above the needed size so that the
+    final Lanczos pass still has detail to work with. A JPEG, already drafted,
+    is never reduced again.
+    """
+    needed = _upright(needed_size(ctx.preset, ctx.width, ctx.height), ctx.orientation)
+    ratio = min(frame.width / needed[0], frame.height / needed[1])
+    factor = int(ratio / SHRINK_GAP)
+    if factor < 2 or frame.mode not in _REDUCIBLE_MODES:
+        return frame
+    return frame.reduce(factor)
 
 
 def _plain_cmyk_fixed(image: Image.Image, format_name: str) -> Image.Image:

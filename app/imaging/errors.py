@@ -24,7 +24,11 @@ DECODER_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
     MemoryError,
 )
-"""What decoders raise on malformed input (Pillow documents no narrower set)."""
+"""What decoders raise on malformed input; Pillow documents no narrower set.
+
+Only decoder calls are wrapped with :func:`rejecting_bad_data`, so these broad
+types do not hide mistakes in the engine's own code.
+"""
 
 
 @contextmanager
@@ -41,8 +45,8 @@ def rejecting_bad_data(format_name: str) -> Iterator[None]:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(
-            f"The {format_name.upper()} image grows past Pillow's safety limit of "
-            f"{_pillow_limit()} megapixels while decoding.",
+            f"The {format_name.upper()} image grows past its declared size while "
+            f"decoding, beyond the safety limit of {_pillow_limit()} megapixels.",
             code="too_many_pixels",
         ) from exc
     except DECODER_ERRORS as exc:
@@ -70,4 +74,4 @@ def _malformed_metadata_ignored() -> Iterator[None]:
 
 def _pillow_limit() -> str:
     limit = Image.MAX_IMAGE_PIXELS
-    return "unlimited" if limit is None else f"{limit * 2 / 1e6:.0f}"
+    return "unlimited" if limit is None else f"{limit / 1e6:.0f}"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from app.imaging.colour import convert_colour
 from app.imaging.context import RenderContext, Source
 from app.imaging.decode import decode
-from app.imaging.encode import finish_encoding, start_encoding, stop_encoder
+from app.imaging.encode import finish_encoding, start_encoder, stop_encoder
 from app.imaging.limits import check_limits
 from app.imaging.load import open_image
 from app.imaging.orient import orient
@@ -24,16 +24,16 @@ from app.presets import Preset
 Step = Callable[[RenderContext], None]
 
 STEPS: tuple[Step, ...] = (
-    read_source,  # 1. bytes in, size limit, nothing empty
-    open_image,  # 2. sniffed format, allow-listed plugin, header only
-    check_limits,  # 3. pixels, sides and frames, before decoding
-    decode,  # 4. strict decode, JPEG scaled down while decoding
-    orient,  # 5. EXIF orientation
-    convert_colour,  # 6. ICC profiles and odd modes to sRGB
-    render_variants,  # 7. scale or attention-crop each variant
-    start_encoding,  # 8. WebP encoders start on worker threads ...
-    compute_placeholder,  # 9. ... while the BlurHash is computed here
-    finish_encoding,  # 8. ... and their results are collected
+    read_source,  # bytes in; nothing empty, nothing over the byte limit
+    open_image,  # sniffed format, allow-listed Pillow plugin, header only
+    check_limits,  # pixels, sides and frames, all before decoding
+    decode,  # strict decode; a JPEG is scaled down while it decodes
+    orient,  # EXIF orientation
+    convert_colour,  # ICC profiles and unusual modes to 8-bit sRGB
+    start_encoder,  # WebP encoder threads, fed by the next step
+    render_variants,  # scale or attention-crop each size, queue it for encoding
+    compute_placeholder,  # BlurHash and dominant colour, while encoders work
+    finish_encoding,  # collect the WebP bytes in the preset's order
 )
 
 

@@ -159,21 +159,26 @@ def test_render_keeps_palette_transparency_as_alpha() -> None:
     image = Image.new("P", (64, 64), 1)
     image.putpalette([255, 255, 255, 200, 30, 30] + [0] * 762)
     image.paste(0, (0, 0, 32, 64))
-    output = _render_one(encoded(image, "PNG", transparency=0))
-    assert output.mode == "RGBA"
-    assert (
-        _close(output.getpixel((8, 32)), (0, 0, 0, 0), 0)
-        or output.getpixel((8, 32))[3] == 0
-    )  # type: ignore[index]
-    assert _close(output.getpixel((56, 32)), (200, 30, 30, 255), 3)  # type: ignore[arg-type]
+    output = _render_one(encoded(image, "PNG", transparency=0)).convert("RGBA")
+    assert output.getchannel("A").getpixel((8, 32)) == 0
+    assert _close(_pixel(output, (56, 32)), (200, 30, 30, 255), 3)
 
 
-def test_render_keeps_alpha_in_every_variant() -> None:
+def _pixel(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    value = image.getpixel(xy)
+    assert isinstance(value, tuple)
+    return value
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "HEIF", "AVIF", "GIF"])
+def test_render_keeps_alpha_in_every_variant(fmt: str) -> None:
     image = Image.new("RGBA", (800, 600), (0, 0, 0, 0))
     image.paste((250, 100, 0, 255), (200, 150, 600, 450))
-    rendered = render(encoded(image, "PNG"), SMALL)
+    preset = Preset(name="two", variants=(VariantSpec("a", 64), VariantSpec("b", 400)))
+    rendered = render(encoded(image, fmt, quality=90), preset)
     for variant in rendered.variants:
         output = decoded(variant.data)
         assert output.mode == "RGBA"
-        assert output.getpixel((0, 0))[3] == 0  # type: ignore[index]
-        assert output.getpixel((32, 24))[3] == 255  # type: ignore[index]
+        alpha = output.getchannel("A")
+        assert alpha.getpixel((0, 0)) == 0
+        assert alpha.getpixel((output.width // 2, output.height // 2)) == 255

@@ -49,5 +49,6 @@ def test_render_avatar_crop_contains_the_subject() -> None:
     image = _busy_patch_at((900, 300), (20, 60, 220, 240))
     output = decoded(render(encoded(image, "PNG"), SQUARE).variants[0].data)
     left_half = output.crop((0, 0, 50, 100)).convert("L")
-    low, high = left_half.getextrema()  # type: ignore[misc]
+    low, high = left_half.getextrema()
+    assert isinstance(low, int) and isinstance(high, int)
     assert high - low > 60

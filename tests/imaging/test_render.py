@@ -106,9 +106,14 @@ def test_render_output_carries_no_metadata() -> None:
         assert "exif" not in decoded(variant.data).info
 
 
-def test_render_reencodes_so_appended_payloads_are_gone() -> None:
+@pytest.mark.parametrize("where", ["appended", "comment"])
+def test_render_reencodes_so_smuggled_payloads_are_gone(where: str) -> None:
     payload = b"PK\x03\x04<script>alert('owned')</script>" * 20
-    data = encoded(asymmetric((300, 200)), "JPEG") + payload
+    if where == "appended":
+        data = encoded(asymmetric((300, 200)), "JPEG") + payload
+    else:
+        data = encoded(asymmetric((300, 200)), "JPEG", comment=payload)
+    assert payload in data
     rendered = render(data, DEFAULT)
     assert all(b"alert('owned')" not in v.data for v in rendered.variants)
 
