@@ -59,8 +59,20 @@ def upload() -> tuple[Response, int]:
         request.form.get("sourceType", ""),
         request.form.get("sourceId", ""),
         idempotency_key=request.headers.get("Idempotency-Key"),
+        focus=_focus(request.form.get("focusX"), request.form.get("focusY")),
     )
     return jsonify(jobId=accepted.job_id, status=accepted.status.value), 202
+
+
+def _focus(x: str | None, y: str | None) -> tuple[float, float] | None:
+    if x is None and y is None:
+        return None
+    try:
+        return float(x or ""), float(y or "")
+    except ValueError:
+        raise BadRequest(
+            "focusX and focusY must be given together, as numbers from 0 to 1."
+        ) from None
 
 
 @blueprint.get("/status/<job_id>")

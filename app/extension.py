@@ -101,10 +101,11 @@ class ImagePipeline:
         source_id: str,
         *,
         idempotency_key: str | None = None,
+        focus: tuple[float, float] | None = None,
     ) -> str:
         """Accept an image for an owner; returns the job's id. See :meth:`accept`."""
         return self.accept(
-            data, source_type, source_id, idempotency_key=idempotency_key
+            data, source_type, source_id, idempotency_key=idempotency_key, focus=focus
         ).job_id
 
     def accept(
@@ -114,6 +115,7 @@ class ImagePipeline:
         source_id: str,
         *,
         idempotency_key: str | None = None,
+        focus: tuple[float, float] | None = None,
     ) -> Accepted:
         """Accept an image for an owner: the job, new or found again.
 
@@ -121,7 +123,8 @@ class ImagePipeline:
         so an accepted job is never lost: if the broker is down, the reaper
         dispatches it later. The same ``idempotency_key`` from the same owner
         returns the first job instead of a new one; so do identical bytes in
-        source types listed in ``IMAGE_PIPELINE_DEDUPE``.
+        source types listed in ``IMAGE_PIPELINE_DEDUPE``. ``focus`` (x, y, as
+        shares 0-1 of the upright image) centres square crops on that point.
 
         Raises ``BadRequest``, ``PayloadTooLarge``, ``ImageRejected`` for input
         it refuses, and a ``TransientError`` when the job could not be made
@@ -129,6 +132,7 @@ class ImagePipeline:
         """
         check_owner(source_type, source_id)
         check_idempotency_key(idempotency_key)
+        check_focus(focus)
         owner = (source_type, source_id)
         if idempotency_key and (found := self._find(owner, idempotency_key, None)):
             return found
@@ -138,7 +142,7 @@ class ImagePipeline:
             digest = hashlib.sha256(payload).hexdigest()
             if found := self._find(owner, None, digest):
                 return found
-        return self._create(owner, payload, idempotency_key, digest)
+        return self._create(owner, payload, idempotency_key, digest, focus)
 
     def _create(
         self,
@@ -146,6 +150,7 @@ class ImagePipeline:
         payload: bytes,
         idempotency_key: str | None,
         digest: str | None,
+        focus: tuple[float, float] | None,
     ) -> Accepted:
         job_id = str(uuid.uuid4())
         key = original_key(job_id)
@@ -160,6 +165,7 @@ class ImagePipeline:
                 max_attempts=self.settings.max_attempts,
                 idempotency_key=idempotency_key,
                 content_sha256=digest,
+                focus=focus,
             )
         except IntegrityError:
             # A concurrent upload with the same key or bytes won the race.
@@ -309,6 +315,14 @@ def check_idempotency_key(key: str | None) -> None:
     ):
         raise BadRequest(
             f"Idempotency-Key must be 1-{MAX_SOURCE_ID} printable ASCII characters."
+        )
+
+
+def check_focus(focus: tuple[float, float] | None) -> None:
+    if focus is not None and not all(0.0 <= share <= 1.0 for share in focus):
+        raise BadRequest(
+            f"The focal point {focus} must be two shares between 0 and 1 "
+            "(x of the width, y of the height)."
         )
 
 

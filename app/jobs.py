@@ -57,6 +57,7 @@ class Claim:
     source_type: str
     source_id: str
     original_key: str
+    focus: tuple[float, float] | None = None
 
 
 class JobStore:
@@ -75,6 +76,7 @@ class JobStore:
         max_attempts: int,
         idempotency_key: str | None = None,
         content_sha256: str | None = None,
+        focus: tuple[float, float] | None = None,
     ) -> None:
         """Insert a PENDING job; ``IntegrityError`` if its keys are taken."""
         now = self.clock()
@@ -91,6 +93,8 @@ class JobStore:
                     original_bytes=original_bytes,
                     idempotency_key=idempotency_key,
                     content_sha256=content_sha256,
+                    focus_x=focus[0] if focus else None,
+                    focus_y=focus[1] if focus else None,
                     created_at=now,
                     updated_at=now,
                 )
@@ -133,6 +137,7 @@ class JobStore:
                 source_type=row.source_type,
                 source_id=row.source_id,
                 original_key=row.original_key,
+                focus=row.focus,
             )
 
     def renew(self, claim: Claim, lease_seconds: float) -> bool:

@@ -117,10 +117,19 @@ class MediaQueue(Base):
     """Set only where the source type deduplicates identical uploads."""
     delivered_at: Mapped[datetime | None]
     """When every sink of the job's source type had it; null until then."""
+    focus_x: Mapped[float | None]
+    focus_y: Mapped[float | None]
+    """A focal point for square crops, as shares (0-1) of width and height."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     media: Mapped[Media | None] = relationship(back_populates="job", lazy="raise")
+
+    @property
+    def focus(self) -> tuple[float, float] | None:
+        if self.focus_x is None or self.focus_y is None:
+            return None
+        return self.focus_x, self.focus_y
 
 
 class Media(Base):

@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass
 from types import TracebackType
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from app.config import Settings
 from app.errors import ImageRejected, TransientError
 from app.imaging import render
@@ -31,6 +33,12 @@ log = logging.getLogger(__name__)
 
 UNEXPECTED = "internal_error"
 UNEXPECTED_MESSAGE = "Processing failed unexpectedly."
+TIME_LIMIT = "time_limit"
+TIME_LIMIT_MESSAGE = "Processing took longer than the time limit; retrying."
+
+
+class LeaseLost(Exception):
+    """The claim expired mid-work and the job went to another attempt."""
 
 
 class Outcome(enum.StrEnum):
@@ -78,11 +86,16 @@ class Processor:
     def _attempt(self, claim: Claim) -> Result:
         try:
             media = self._make_media(claim)
+        except LeaseLost:
+            return Result(Outcome.FENCED, claim.attempts)
         except ImageRejected as exc:
             self.jobs.reject(claim, exc.code, exc.message)
             return Result(Outcome.REJECTED, claim.attempts)
         except TransientError as exc:
             return self._give_back(claim, exc.code, exc.message)
+        except SoftTimeLimitExceeded:
+            log.warning("job %s: over the soft time limit", claim.job_id)
+            return self._give_back(claim, TIME_LIMIT, TIME_LIMIT_MESSAGE)
         except Exception:
             log.exception("job %s failed unexpectedly", claim.job_id)
             return self._give_back(claim, UNEXPECTED, UNEXPECTED_MESSAGE)
@@ -96,7 +109,12 @@ class Processor:
 
         # Render every variant of the owner's preset.
         preset = preset_for(self.presets, claim.source_type)
-        rendered = render(original, preset, self.settings.limits)
+        rendered = render(original, preset, self.settings.limits, claim.focus)
+
+        # Store only while the claim holds: a worker paused past its lease
+        # must not overwrite what the attempt that replaced it stored.
+        if not self.jobs.renew(claim, self.settings.lease_seconds):
+            raise LeaseLost(claim.job_id)
 
         # Store the variants under keys fixed by job and preset version.
         variants = self.store_variants(claim.job_id, preset, rendered)

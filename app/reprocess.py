@@ -70,7 +70,7 @@ def reprocess(pipeline: ImagePipeline, media_id: str) -> Reprocessed:
 
     original = pipeline.storage.get(job.original_key)
     try:
-        rendered = render(original, preset, pipeline.settings.limits)
+        rendered = render(original, preset, pipeline.settings.limits, job.focus)
     except ImageRejected as exc:
         log.warning("reprocess %s: %s", media_id, exc.message)
         return Reprocessed.REJECTED

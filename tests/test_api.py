@@ -300,3 +300,19 @@ def test_routing_errors_are_json(
     response = client.open(path, method=method)
     assert response.status_code == status
     assert "error" in response.get_json()
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"focusX": "0.2", "focusY": "0.8"}, 202),
+        ({"focusX": "0.2"}, 400),
+        ({"focusX": "left", "focusY": "top"}, 400),
+        ({"focusX": "2", "focusY": "0"}, 400),
+    ],
+)
+def test_upload_takes_an_optional_focal_point(
+    client: FlaskClient, fields: dict[str, str], status: int
+) -> None:
+    response = upload(client, image_bytes(), sourceType="avatar", **fields)
+    assert response.status_code == status

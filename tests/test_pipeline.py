@@ -240,3 +240,25 @@ def test_list_media_returns_only_completed_media_of_the_owner(
     media = pipeline.list_media("cover", "5")
     assert [m.job_id for m in media] == [done]
     assert pipeline.list_media("cover", "6") == []
+
+
+@pytest.mark.parametrize(("focus_x", "bar_visible"), [(0.0, True), (1.0, False)])
+def test_a_focal_point_places_the_avatar_crop(
+    pipeline: ImagePipeline, run_jobs: RunJobs, focus_x: float, bar_visible: bool
+) -> None:
+    # A 1200x400 field whose left quarter is a dark blue bar.
+    data = image_bytes((1200, 400))
+    job_id = pipeline.submit(data, "avatar", "1", focus=(focus_x, 0.5))
+    run_jobs()
+    record = completed(pipeline, job_id)
+    with variant_image(pipeline, record, "xs") as image:
+        left_edge_blue = image.convert("RGB").getpixel((2, 32))[2] > 90
+    assert left_edge_blue is bar_visible
+
+
+@pytest.mark.parametrize("focus", [(1.5, 0.5), (-0.1, 0.0)])
+def test_a_focal_point_outside_the_image_is_refused(
+    pipeline: ImagePipeline, focus: tuple[float, float]
+) -> None:
+    with pytest.raises(BadRequest, match="focal point"):
+        pipeline.submit(image_bytes(), "avatar", "1", focus=focus)

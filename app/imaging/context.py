@@ -36,6 +36,8 @@ class RenderContext:
     source: Source
     preset: Preset
     limits: Limits
+    focus: tuple[float, float] | None = None
+    """A focal point for square crops, as shares (0-1) of width and height."""
 
     data: bytes = b""
     """The input's bytes, read once, at most ``limits.max_bytes`` of them."""

@@ -20,8 +20,23 @@ CENTRE_PULL = 0.15
 def crop_square(ctx: RenderContext) -> list[Image.Image]:
     """Every frame cropped to the same square, as large as the shorter side."""
     first = ctx.first_frame
-    box = attention_box(first)
+    box = focus_box(first.size, ctx.focus) if ctx.focus else attention_box(first)
     return [frame.crop(box) for frame in ctx.frames]
+
+
+def focus_box(
+    size: tuple[int, int], focus: tuple[float, float]
+) -> tuple[int, int, int, int]:
+    """The largest square centred as near ``focus`` as the edges allow."""
+    width, height = size
+    side = min(width, height)
+    left = _clamp(round(focus[0] * width - side / 2), width - side)
+    top = _clamp(round(focus[1] * height - side / 2), height - side)
+    return left, top, left + side, top + side
+
+
+def _clamp(value: int, most: int) -> int:
+    return max(0, min(value, most))
 
 
 def attention_box(image: Image.Image) -> tuple[int, int, int, int]:

@@ -37,13 +37,22 @@ STEPS: tuple[Step, ...] = (
 )
 
 
-def render(source: Source, preset: Preset, limits: Limits | None = None) -> Rendered:
+def render(
+    source: Source,
+    preset: Preset,
+    limits: Limits | None = None,
+    focus: tuple[float, float] | None = None,
+) -> Rendered:
     """Turn an uploaded image into upright sRGB WebP variants and a placeholder.
 
     ``source`` is the image's bytes, a path or a binary stream. Bad input of
     any kind raises :class:`app.errors.ImageRejected` with a stable ``code``.
+    ``focus`` (x, y as shares of the upright image) places square crops
+    around that point instead of the most detailed region.
     """
-    ctx = RenderContext(source=source, preset=preset, limits=limits or Limits())
+    ctx = RenderContext(
+        source=source, preset=preset, limits=limits or Limits(), focus=focus
+    )
     try:
         for step in STEPS:
             step(ctx)

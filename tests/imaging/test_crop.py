@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from app.imaging import render
-from app.imaging.crop import attention_box
+from app.imaging.crop import attention_box, focus_box
 from app.presets import Preset, VariantSpec
 
 from .factories import decoded, encoded
@@ -52,3 +52,21 @@ def test_render_avatar_crop_contains_the_subject() -> None:
     low, high = left_half.getextrema()
     assert isinstance(low, int) and isinstance(high, int)
     assert high - low > 60
+
+
+@pytest.mark.parametrize(
+    ("size", "focus", "box"),
+    [
+        ((400, 100), (0.5, 0.5), (150, 0, 250, 100)),
+        ((400, 100), (0.0, 0.5), (0, 0, 100, 100)),
+        ((400, 100), (0.99, 0.1), (300, 0, 400, 100)),
+        ((100, 300), (0.5, 0.2), (0, 10, 100, 110)),
+        ((100, 100), (0.9, 0.9), (0, 0, 100, 100)),
+    ],
+)
+def test_focus_box_centres_the_square_on_the_focal_point_within_the_image(
+    size: tuple[int, int],
+    focus: tuple[float, float],
+    box: tuple[int, int, int, int],
+) -> None:
+    assert focus_box(size, focus) == box
