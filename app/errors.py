@@ -5,6 +5,7 @@ message that is safe to show to the person who sent the request::
 
     PipelineError
     ├── BadRequest                 400  a missing or malformed field
+    ├── Unauthorized               401  no valid credentials
     ├── NotFound                   404  a job or media that does not exist
     ├── PayloadTooLarge            413  an upload over the byte limit
     ├── ImageRejected              415  input that can never succeed
@@ -44,6 +45,11 @@ class BadRequest(PipelineError):
     code = "bad_request"
 
 
+class Unauthorized(PipelineError):
+    status = 401
+    code = "unauthorized"
+
+
 class NotFound(PipelineError):
     status = 404
     code = "not_found"
@@ -59,7 +65,8 @@ class ImageRejected(PipelineError):
 
     ``code`` is one of the stable rejection codes (``empty_file``,
     ``unsupported_format``, ``too_many_pixels``, ``too_small``,
-    ``too_many_frames``, ``corrupt_image``, ``file_too_large``).
+    ``too_many_frames``, ``corrupt_image``, ``file_too_large``,
+    ``too_large_to_decode``).
     """
 
     status = 415

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
@@ -29,6 +29,7 @@ from app.errors import (
     DatabaseUnavailable,
     ImageRejected,
     PayloadTooLarge,
+    RateLimited,
     StorageError,
 )
 from app.imaging import sniff
@@ -36,6 +37,8 @@ from app.jobs import JobStore
 from app.models import Media, MediaQueue, Status
 from app.processing import Processor
 from app.records import MediaQueueRecord, MediaRecord
+from app.routing import looks_animated
+from app.security import Authenticate, Authenticator, UploadQuota, parse_api_keys
 from app.sinks import CallableSink, build_sinks
 from app.storage import Storage, open_storage, original_key
 
@@ -45,8 +48,20 @@ Source = bytes | IO[bytes] | str | os.PathLike[str]
 Dispatch = Callable[[str], None]
 
 SOURCE_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SOURCE_TYPE_RULE = (
+    "sourceType must be 1-64 letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit."
+)
 MAX_SOURCE_ID = 255
+SOURCE_ID_RULE = f"sourceId must be at most {MAX_SOURCE_ID} printable characters."
 SNIFF_BYTES = 64
+
+
+@dataclass(frozen=True)
+class Owner:
+    source_type: str
+    source_id: str
+    principal: str | None
 
 
 @dataclass(frozen=True)
@@ -65,16 +80,42 @@ def is_job_id(value: str) -> bool:
 
 
 class ImagePipeline:
-    def __init__(self, app: Flask | None = None, settings: Settings | None = None):
+    """The pipeline's parts and its Python API.
+
+    ``authenticate``, if given, maps each API request to a principal (or
+    ``None`` to refuse it with 401), for hosts that authenticate requests
+    themselves; otherwise ``IMAGE_PIPELINE_AUTH`` decides.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        settings: Settings | None = None,
+        *,
+        authenticate: Authenticate | None = None,
+    ) -> None:
         self.dispatch: Dispatch = _undispatched
+        self._authenticate = authenticate
         if app is not None:
             self.init_app(app, settings)
 
     def init_app(self, app: Flask, settings: Settings | None = None) -> None:
         self.settings = (settings or Settings.from_env()).check()
+        self.authenticator = Authenticator(
+            self.settings.auth,
+            parse_api_keys(self.settings.api_keys),
+            self._authenticate,
+        )
+        self.quota = UploadQuota(
+            self.settings.upload_rate,
+            self.settings.upload_rate_per_address,
+            self.settings.redis_url,
+        )
         self.db = Database(self.settings.sqlalchemy_url)
         self.jobs = JobStore(self.db)
-        self.storage: Storage = open_storage(self.settings.storage_url)
+        self.storage: Storage = open_storage(
+            self.settings.storage_url, self.settings.storage_options()
+        )
         self.presets = self.settings.presets()
         self.processor = Processor(self.settings, self.jobs, self.storage, self.presets)
         self.deliverer = Deliverer(
@@ -87,12 +128,15 @@ class ImagePipeline:
         )
         app.extensions["image_pipeline"] = self
 
-        from app.api import blueprint, register_error_handlers
+        from app.api import register
         from app.demo import blueprint as demo_page
+        from app.ops import init_app as init_ops
+        from app.wire import init_app as init_wire
 
-        app.register_blueprint(blueprint, url_prefix="/image-pipeline")
+        register(app, self)
         app.register_blueprint(demo_page)
-        register_error_handlers(app)
+        init_ops(app, self)
+        init_wire(app, self.settings)
 
     def submit(
         self,
@@ -102,10 +146,16 @@ class ImagePipeline:
         *,
         idempotency_key: str | None = None,
         focus: tuple[float, float] | None = None,
+        principal: str | None = None,
     ) -> str:
         """Accept an image for an owner; returns the job's id. See :meth:`accept`."""
         return self.accept(
-            data, source_type, source_id, idempotency_key=idempotency_key, focus=focus
+            data,
+            source_type,
+            source_id,
+            idempotency_key=idempotency_key,
+            focus=focus,
+            principal=principal,
         ).job_id
 
     def accept(
@@ -116,6 +166,7 @@ class ImagePipeline:
         *,
         idempotency_key: str | None = None,
         focus: tuple[float, float] | None = None,
+        principal: str | None = None,
     ) -> Accepted:
         """Accept an image for an owner: the job, new or found again.
 
@@ -125,17 +176,20 @@ class ImagePipeline:
         returns the first job instead of a new one; so do identical bytes in
         source types listed in ``IMAGE_PIPELINE_DEDUPE``. ``focus`` (x, y, as
         shares 0-1 of the upright image) centres square crops on that point.
+        ``principal`` (who uploads, when authentication is on) owns the job.
 
         Raises ``BadRequest``, ``PayloadTooLarge``, ``ImageRejected`` for input
-        it refuses, and a ``TransientError`` when the job could not be made
-        durable (nothing is left behind then).
+        it refuses, ``RateLimited`` when the principal has too many unfinished
+        jobs, and a ``TransientError`` when the job could not be made durable
+        (nothing is left behind then).
         """
         check_owner(source_type, source_id)
         check_idempotency_key(idempotency_key)
         check_focus(focus)
-        owner = (source_type, source_id)
+        owner = Owner(source_type, source_id, principal)
         if idempotency_key and (found := self._find(owner, idempotency_key, None)):
             return found
+        self._check_active_jobs(principal)
         payload = self._read(data)
         digest = None
         if source_type in self.settings.dedupe:
@@ -144,9 +198,30 @@ class ImagePipeline:
                 return found
         return self._create(owner, payload, idempotency_key, digest, focus)
 
+    def _check_active_jobs(self, principal: str | None) -> None:
+        cap = self.settings.max_active_jobs
+        if principal is None or not cap:
+            return
+        query = (
+            select(func.count())
+            .select_from(MediaQueue)
+            .where(
+                MediaQueue.principal == principal,
+                MediaQueue.status.in_([Status.PENDING, Status.PROCESSING]),
+            )
+        )
+        with self.db.transaction() as session:
+            active = session.scalar(query) or 0
+        if active >= cap:
+            raise RateLimited(
+                f"You have {active} uploads still processing; the limit is {cap}. "
+                "Try again when some have finished.",
+                retry_after=5,
+            )
+
     def _create(
         self,
-        owner: tuple[str, str],
+        owner: Owner,
         payload: bytes,
         idempotency_key: str | None,
         digest: str | None,
@@ -158,11 +233,13 @@ class ImagePipeline:
         try:
             self.jobs.create(
                 job_id,
-                source_type=owner[0],
-                source_id=owner[1],
+                source_type=owner.source_type,
+                source_id=owner.source_id,
+                principal=owner.principal,
                 original_key=key,
                 original_bytes=len(payload),
                 max_attempts=self.settings.max_attempts,
+                animated=looks_animated(payload),
                 idempotency_key=idempotency_key,
                 content_sha256=digest,
                 focus=focus,
@@ -181,16 +258,19 @@ class ImagePipeline:
         return Accepted(job_id, Status.PENDING, created=True)
 
     def _find(
-        self, owner: tuple[str, str], idempotency_key: str | None, digest: str | None
+        self, owner: Owner, idempotency_key: str | None, digest: str | None
     ) -> Accepted | None:
         """The owner's job with this key or these bytes, if any.
 
         A FAILED job with the same bytes gives them up, so that uploading them
         again starts afresh.
         """
-        source_type, source_id = owner
         query = select(MediaQueue).where(
-            MediaQueue.source_type == source_type, MediaQueue.source_id == source_id
+            MediaQueue.source_type == owner.source_type,
+            MediaQueue.source_id == owner.source_id,
+            MediaQueue.principal.is_(None)
+            if owner.principal is None
+            else MediaQueue.principal == owner.principal,
         )
         if idempotency_key is not None:
             query = query.where(MediaQueue.idempotency_key == idempotency_key)
@@ -218,17 +298,20 @@ class ImagePipeline:
         """
         self.deliverer.register(source_type, CallableSink(name, function))
 
-    def delete_media(self, media_id: str) -> bool:
+    def delete_media(self, media_id: str, *, principal: str | None = None) -> bool:
         """Delete a media, its job and every stored object; ``False`` if absent.
 
-        Rows go first, in one transaction; stored objects after. An object
-        that cannot be removed then is left to the orphan collector.
+        With ``principal`` (and ownership on), another principal's media counts
+        as absent. Rows go first, in one transaction; stored objects after. An
+        object that cannot be removed then is left to the orphan collector.
         """
         with self.db.transaction() as session:
             media = session.get(Media, media_id) if is_job_id(media_id) else None
             if media is None:
                 return False
             job = session.get_one(MediaQueue, media.job_id)
+            if not self._visible(job, principal):
+                return False
             keys = [info["key"] for info in media.variants.values()]
             keys.append(job.original_key)
             session.delete(media)
@@ -245,23 +328,43 @@ class ImagePipeline:
         stale = [m.id for m in self.list_media(source_type, source_id)[keep:]]
         return sum(self.delete_media(media_id) for media_id in stale)
 
-    def get_status(self, job_id: str) -> MediaQueueRecord | None:
-        """The job's record with its media; ``None`` for an unknown id."""
+    def get_status(
+        self, job_id: str, *, principal: str | None = None
+    ) -> MediaQueueRecord | None:
+        """The job's record with its media; ``None`` for an unknown id.
+
+        With ``principal`` (and ownership on), another principal's job is
+        ``None`` too, exactly like a missing one.
+        """
         if not is_job_id(job_id):
             return None
         row = self.jobs.get(job_id)
-        return MediaQueueRecord.from_row(row, self.url_for) if row else None
+        if row is None or not self._visible(row, principal):
+            return None
+        return MediaQueueRecord.from_row(row, self.url_for)
 
-    def list_media(self, source_type: str, source_id: str) -> list[MediaRecord]:
-        """Every completed media of an owner, newest first."""
+    def list_media(
+        self, source_type: str, source_id: str, *, principal: str | None = None
+    ) -> list[MediaRecord]:
+        """Every completed media of an owner, newest first.
+
+        With ``principal`` (and ownership on), only that principal's uploads.
+        """
         query = (
             select(Media)
             .where(Media.source_type == source_type, Media.source_id == source_id)
             .order_by(Media.created_at.desc(), Media.id.desc())
         )
+        if principal is not None and self.settings.ownership:
+            query = query.join(MediaQueue).where(MediaQueue.principal == principal)
         with self.db.transaction() as session:
             rows = session.scalars(query).all()
             return [MediaRecord.from_row(row, self.url_for) for row in rows]
+
+    def _visible(self, job: MediaQueue, principal: str | None) -> bool:
+        if principal is None or not self.settings.ownership:
+            return True
+        return job.principal == principal
 
     def url_for(self, key: str) -> str:
         return f"{self.settings.public_media_url.rstrip('/')}/{key}"
@@ -294,16 +397,11 @@ def check_owner(source_type: object, source_id: object) -> None:
     if not isinstance(source_type, str) or not source_type:
         raise BadRequest("sourceType is required.")
     if not SOURCE_TYPE.match(source_type):
-        raise BadRequest(
-            "sourceType must be 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit."
-        )
+        raise BadRequest(SOURCE_TYPE_RULE)
     if not isinstance(source_id, str) or not source_id:
         raise BadRequest("sourceId is required.")
     if len(source_id) > MAX_SOURCE_ID or not source_id.isprintable():
-        raise BadRequest(
-            f"sourceId must be at most {MAX_SOURCE_ID} printable characters."
-        )
+        raise BadRequest(SOURCE_ID_RULE)
 
 
 def check_idempotency_key(key: str | None) -> None:

@@ -11,7 +11,8 @@ row moved on and does nothing::
 
 The claim increments ``attempts`` and sets a lease (token and expiry); the
 worker renews the lease while it works. The reaper hands expired leases back
-to PENDING, or to FAILED once ``attempts`` reaches ``max_attempts``.
+to PENDING, or to FAILED once ``attempts`` reaches ``max_attempts``. Only an
+operator (``image-pipeline requeue``) takes a FAILED job back to PENDING.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ TRANSITIONS: frozenset[tuple[Status, Status]] = frozenset(
         (Status.PROCESSING, Status.REJECTED),
         (Status.PROCESSING, Status.PENDING),
         (Status.PROCESSING, Status.FAILED),
+        (Status.FAILED, Status.PENDING),
     }
 )
 
@@ -74,9 +76,11 @@ class JobStore:
         original_key: str,
         original_bytes: int,
         max_attempts: int,
+        animated: bool = False,
         idempotency_key: str | None = None,
         content_sha256: str | None = None,
         focus: tuple[float, float] | None = None,
+        principal: str | None = None,
     ) -> None:
         """Insert a PENDING job; ``IntegrityError`` if its keys are taken."""
         now = self.clock()
@@ -91,8 +95,10 @@ class JobStore:
                     max_attempts=max_attempts,
                     original_key=original_key,
                     original_bytes=original_bytes,
+                    animated=animated,
                     idempotency_key=idempotency_key,
                     content_sha256=content_sha256,
+                    principal=principal,
                     focus_x=focus[0] if focus else None,
                     focus_y=focus[1] if focus else None,
                     created_at=now,
@@ -109,6 +115,15 @@ class JobStore:
 
     def exists(self, job_id: str) -> bool:
         return self.get(job_id) is not None
+
+    def routing(self, job_id: str) -> tuple[int, bool] | None:
+        """The job's original size and whether it is animated, for routing."""
+        query = select(MediaQueue.original_bytes, MediaQueue.animated).where(
+            MediaQueue.id == job_id
+        )
+        with self.db.transaction() as session:
+            row = session.execute(query).first()
+            return (row.original_bytes, row.animated) if row else None
 
     def claim(self, job_id: str, lease_seconds: float) -> Claim | None:
         """Take a PENDING job; ``None`` when it is not PENDING (or absent)."""
@@ -272,6 +287,45 @@ class JobStore:
                 if _matched(result):
                     touched.append(row.id)
             return touched
+
+    def requeue(self, job_id: str, stuck_after: float) -> bool:
+        """Put a FAILED or stuck job back to PENDING with no attempts counted.
+
+        Stuck means PROCESSING with an expired lease (its worker died and no
+        reaper ran), or PENDING untouched for ``stuck_after`` seconds. Returns
+        ``False`` for anything else: COMPLETE and REJECTED are final, and a
+        job whose worker still holds its lease is left to that worker.
+        """
+        now = self.clock()
+        fresh: dict[str, Any] = {
+            "attempts": 0,
+            "error": None,
+            "error_code": None,
+            **_cleared(),
+        }
+        with self.db.transaction() as session:
+            if _transition(
+                session, job_id, Status.FAILED, Status.PENDING, now, **fresh
+            ) or _transition(
+                session,
+                job_id,
+                Status.PROCESSING,
+                Status.PENDING,
+                now,
+                where=[MediaQueue.lease_expires_at < now],
+                **fresh,
+            ):
+                return True
+            result = session.execute(
+                update(MediaQueue)
+                .where(
+                    MediaQueue.id == job_id,
+                    MediaQueue.status == Status.PENDING,
+                    MediaQueue.updated_at < now - timedelta(seconds=stuck_after),
+                )
+                .values(updated_at=now, attempts=0)
+            )
+            return _matched(result)
 
 
 def _reap_one(session: Session, row: MediaQueue, now: datetime) -> bool:

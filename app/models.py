@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -82,6 +83,7 @@ class MediaQueue(Base):
         Index("ix_media_queue_status_updated", "status", "updated_at"),
         Index("ix_media_queue_owner", "source_type", "source_id"),
         Index("ix_media_queue_undelivered", "status", "delivered_at"),
+        Index("ix_media_queue_principal", "principal", "status"),
         UniqueConstraint(
             "source_type", "source_id", "idempotency_key", name="uq_media_queue_idem"
         ),
@@ -103,12 +105,16 @@ class MediaQueue(Base):
     )
     source_type: Mapped[str] = mapped_column(String(64))
     source_id: Mapped[str] = mapped_column(String(255))
+    principal: Mapped[str | None] = mapped_column(String(255))
+    """Who uploaded it, when authentication is on; owns the job and its media."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(32))
     original_key: Mapped[str] = mapped_column(String(255))
     original_bytes: Mapped[int] = mapped_column(Integer)
+    animated: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The original's header announces several frames (see ``app.routing``)."""
     lease_token: Mapped[str | None] = mapped_column(String(36))
     lease_expires_at: Mapped[datetime | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(255))

@@ -25,6 +25,7 @@ from app.errors import ImageRejected, TransientError
 from app.imaging import render
 from app.imaging.types import Rendered
 from app.jobs import Claim, JobStore
+from app.metrics import REJECTIONS, timed
 from app.models import Media, Status
 from app.presets import Preset, preset_for
 from app.storage import Storage, variant_key
@@ -89,6 +90,7 @@ class Processor:
         except LeaseLost:
             return Result(Outcome.FENCED, claim.attempts)
         except ImageRejected as exc:
+            REJECTIONS.labels(code=exc.code, stage="worker").inc()
             self.jobs.reject(claim, exc.code, exc.message)
             return Result(Outcome.REJECTED, claim.attempts)
         except TransientError as exc:
@@ -105,11 +107,13 @@ class Processor:
 
     def _make_media(self, claim: Claim) -> Media:
         # Load the original the upload stored.
-        original = self.storage.get(claim.original_key)
+        with timed("load"):
+            original = self.storage.get(claim.original_key)
 
         # Render every variant of the owner's preset.
         preset = preset_for(self.presets, claim.source_type)
-        rendered = render(original, preset, self.settings.limits, claim.focus)
+        with timed("render"):
+            rendered = render(original, preset, self.settings.limits, claim.focus)
 
         # Store only while the claim holds: a worker paused past its lease
         # must not overwrite what the attempt that replaced it stored.
@@ -117,7 +121,8 @@ class Processor:
             raise LeaseLost(claim.job_id)
 
         # Store the variants under keys fixed by job and preset version.
-        variants = self.store_variants(claim.job_id, preset, rendered)
+        with timed("store"):
+            variants = self.store_variants(claim.job_id, preset, rendered)
 
         # Describe them; the caller records this with the terminal state.
         return Media(

@@ -316,3 +316,16 @@ def test_upload_takes_an_optional_focal_point(
 ) -> None:
     response = upload(client, image_bytes(), sourceType="avatar", **fields)
     assert response.status_code == status
+
+
+def test_upload_accepts_a_file_of_many_megabytes(
+    client: FlaskClient, pipeline: ImagePipeline, dispatched: list[str]
+) -> None:
+    noisy = Image.effect_noise((1600, 1200), 90).convert("RGB")
+    buffer = io.BytesIO()
+    noisy.save(buffer, "PNG")
+    data = buffer.getvalue()
+    assert len(data) > 2 * 1024 * 1024
+    response = upload(client, data, filename="big.png")
+    assert response.status_code == 202, response.get_json()
+    assert stored_originals(pipeline) == [f"originals/{dispatched[0]}"]

@@ -111,3 +111,21 @@ def test_every_setting_is_documented() -> None:
         "PUBLIC_MEDIA_URL",
     }
     assert all(doc.endswith(".") or doc.endswith(")") for _, _, doc in rows)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"retry_backoff_max": 900.0}, "longest retry backoff must be shorter"),
+        ({"lease_renew_seconds": 90.0}, "lease renewal interval must be shorter"),
+        ({"visibility_timeout": 180.0}, "lease must be shorter than the visibility"),
+        ({"orphan_grace": 60.0}, "hard time limit must be shorter than the orphan"),
+        ({"reaper_interval": 0.0}, "IMAGE_PIPELINE_REAPER_INTERVAL is 0"),
+    ],
+)
+def test_timings_that_could_lose_or_repeat_work_are_refused(
+    tmp_path: Path, changes: dict[str, float], message: str
+) -> None:
+    settings = Settings(data_dir=str(tmp_path), **changes).resolved()  # type: ignore[arg-type]
+    problems = settings.problems()
+    assert any(message in problem for problem in problems), problems

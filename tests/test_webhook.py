@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -181,3 +183,20 @@ def test_an_unreachable_webhook_is_a_retry_not_a_crash(
         "The webhook could not be reached (ConnectError)."
     )
     pipeline.db.dispose()
+
+
+def test_the_readme_verification_example_accepts_a_real_delivery(
+    hooked: ImagePipeline, receiver: Receiver
+) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("def is_genuine")
+    snippet = readme[
+        readme.rindex("```python", 0, start) + 9 : readme.index("```", start)
+    ]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    complete(hooked)
+    hooked.deliverer.run_once()
+    [(headers, body)] = receiver.received
+    assert namespace["is_genuine"](SECRET, headers, body)
+    assert not namespace["is_genuine"]("wrong", headers, body)

@@ -13,8 +13,9 @@ from celery import Task, shared_task
 from flask import current_app
 
 from app.extension import ImagePipeline
+from app.orphans import collect
 from app.processing import Outcome
-from workers import PROCESS_TASK, REAP_TASK
+from workers import COLLECT_TASK, PROCESS_TASK, REAP_TASK
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +74,23 @@ def reap() -> int:
             len(stale),
         )
     return len(expired) + len(stale)
+
+
+@shared_task(name=COLLECT_TASK)  # type: ignore[untyped-decorator]
+def collect_orphans() -> int:
+    """Remove stored objects that no job needs (see ``app.orphans``)."""
+    pipeline = _pipeline()
+    settings = pipeline.settings
+    collected = collect(
+        pipeline.db,
+        pipeline.storage,
+        grace=settings.orphan_grace,
+        retention=settings.original_retention,
+    )
+    if collected.orphans or collected.originals:
+        log.info(
+            "collect: %d orphaned objects and %d expired originals removed",
+            collected.orphans,
+            collected.originals,
+        )
+    return collected.orphans + collected.originals

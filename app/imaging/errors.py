@@ -36,7 +36,8 @@ def rejecting_bad_data(format_name: str) -> Iterator[None]:
     """Turn a decoder's exception for malformed input into ``corrupt_image``.
 
     Pillow's own decompression-bomb check (a GIF frame that grows the canvas,
-    a huge TIFF tile) becomes ``too_many_pixels``.
+    a huge TIFF tile) becomes ``too_many_pixels``, and running out of memory
+    ``too_large_to_decode``.
     """
     try:
         with _malformed_metadata_ignored():
@@ -49,6 +50,8 @@ def rejecting_bad_data(format_name: str) -> Iterator[None]:
             f"decoding, beyond the safety limit of {_pillow_limit()} megapixels.",
             code="too_many_pixels",
         ) from exc
+    except MemoryError as exc:
+        raise too_large_to_decode(format_name) from exc
     except DECODER_ERRORS as exc:
         raise ImageRejected(
             f"The file looks like a {format_name.upper()} image but its data is "
@@ -70,6 +73,19 @@ def _malformed_metadata_ignored() -> Iterator[None]:
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         yield
+
+
+def too_large_to_decode(format_name: str) -> ImageRejected:
+    """The rejection for an image whose decoding ran out of memory.
+
+    A worker child runs under an address-space limit (see ``workers.sandbox``),
+    so a decoder that allocates past it fails this one job, not the worker.
+    """
+    return ImageRejected(
+        f"The {format_name.upper() or 'image'} file needs more memory to decode "
+        "than a worker may use.",
+        code="too_large_to_decode",
+    )
 
 
 def _pillow_limit() -> str:

@@ -7,6 +7,7 @@ Opening reads the header only; no pixels are decoded here.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,9 @@ from app.imaging.sniff import PILLOW_FORMATS, SNIFF_BYTES, describe, sniff
 
 pillow_heif.register_heif_opener()
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow logs every EXIF and TIFF tag's value at DEBUG: what an upload holds
+# (GPS positions, names, planted text) must not reach the logs at any level.
+logging.getLogger("PIL").setLevel(logging.INFO)
 
 _OPEN_LOCK = threading.Lock()
 

@@ -12,6 +12,7 @@ from app.imaging.colour import convert_colour
 from app.imaging.context import RenderContext, Source
 from app.imaging.decode import decode
 from app.imaging.encode import finish_encoding, start_encoder, stop_encoder
+from app.imaging.errors import too_large_to_decode
 from app.imaging.limits import check_limits
 from app.imaging.load import open_image
 from app.imaging.orient import orient
@@ -46,7 +47,8 @@ def render(
     """Turn an uploaded image into upright sRGB WebP variants and a placeholder.
 
     ``source`` is the image's bytes, a path or a binary stream. Bad input of
-    any kind raises :class:`app.errors.ImageRejected` with a stable ``code``.
+    any kind raises :class:`app.errors.ImageRejected` with a stable ``code``;
+    running out of memory is ``too_large_to_decode``.
     ``focus`` (x, y as shares of the upright image) places square crops
     around that point instead of the most detailed region.
     """
@@ -56,6 +58,9 @@ def render(
     try:
         for step in STEPS:
             step(ctx)
+    except MemoryError as exc:
+        # Scaling or encoding can run out of memory as well as decoding.
+        raise too_large_to_decode(ctx.format) from exc
     finally:
         stop_encoder(ctx)
         if ctx.image is not None:

@@ -19,9 +19,11 @@ const THUMB_SIZES = "4rem";
 
 const REASONS = {
   too_many_pixels:
-    "The image has more pixels than the service accepts. A smaller or downscaled copy will go through.",
+    "The image has more pixels than the service accepts. " +
+    "A smaller or downscaled copy will go through.",
   unsupported_format:
-    "This file is not an image type the service accepts. Try a JPEG, PNG, WebP, GIF, HEIC or AVIF image.",
+    "This file is not an image type the service accepts. " +
+    "Try a JPEG, PNG, WebP, GIF, HEIC or AVIF image.",
   corrupt_image:
     "The file looks like an image but could not be read: it may be damaged or cut short.",
   empty_file: "The file is empty, so there is no image to process.",
@@ -49,6 +51,8 @@ const elements = {
 };
 
 let listedOwner = null;
+// Upload cards by the id of the media they show, to mark them when it is deleted.
+const cardsByMedia = new Map();
 
 // ---- small helpers -------------------------------------------------------
 
@@ -159,7 +163,8 @@ function validOwner() {
   let field = null;
   if (!SOURCE_TYPE.test(owner.sourceType)) {
     problem =
-      "Type a source type: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.";
+      "Type a source type: 1 to 64 letters, digits, '.', '_' or '-', " +
+      "starting with a letter or digit.";
     field = elements.customType;
   } else if (!owner.sourceId) {
     problem = "Type an owner id: whose images these are, such as a user id.";
@@ -198,14 +203,16 @@ class UploadCard {
   }
 
   build() {
-    const meta = `${formatBytes(this.file.size)} · ${this.owner.sourceType} / ${this.owner.sourceId}`;
+    const { sourceType, sourceId } = this.owner;
+    const meta = `${formatBytes(this.file.size)} · ${sourceType} / ${sourceId}`;
     this.canvas = el("canvas", { class: "placeholder", "aria-hidden": "true" });
     this.label = el("span", { class: "frame-label", "aria-hidden": "true" }, "Uploading…");
     this.frame = el("div", { class: "frame is-waiting" }, this.canvas, this.label);
     this.steps = el("ol", { class: "steps", "aria-label": "Job progress" });
     for (const [key, text] of STEPS) {
       const time = el("span", { class: "step-time" });
-      this.steps.append(el("li", { "data-step": key }, el("span", { class: "step-name" }, text), time));
+      const name = el("span", { class: "step-name" }, text);
+      this.steps.append(el("li", { "data-step": key }, name, time));
     }
     this.bar = el("progress", { class: "upload-bar", max: "1", value: "0" });
     this.bar.setAttribute("aria-label", `Upload of ${this.file.name}`);
@@ -275,17 +282,20 @@ class UploadCard {
     this.bar.value = 1;
     this.bar.hidden = true;
     this.show({ status: "PENDING", attempts: 0 });
+    this.showJson(body, "Upload response JSON");
   }
 
   /** Show a status record from the service (or the upload's answer). */
   show(job) {
     this.job = job;
+    this.showJson(job, "Status JSON");
     if (job.status === "PENDING") {
       this.reach("PENDING");
       this.setState("PENDING", "Waiting for a worker (PENDING).", "Pending");
     } else if (job.status === "PROCESSING") {
       this.reach("PROCESSING");
-      this.setState("PROCESSING", `A worker is processing it (PROCESSING, attempt ${job.attempts}).`, "Processing");
+      const text = `A worker is processing it (PROCESSING, attempt ${job.attempts}).`;
+      this.setState("PROCESSING", text, "Processing");
     } else if (job.status === "COMPLETE") {
       this.complete(job);
     } else if (job.status === "REJECTED") {
@@ -314,14 +324,17 @@ class UploadCard {
     // No job exists, so there are no job steps to show.
     this.steps.hidden = true;
     this.explain(reasonFor(body.code, httpStatus), body.error);
+    if (Object.keys(body).length) {
+      this.showJson(body, httpStatus ? `Response JSON (HTTP ${httpStatus})` : "Details");
+    }
   }
 
   explain(reason, serverError) {
     this.problem.replaceChildren(el("p", { class: "problem-reason" }, reason));
     if (serverError) {
-      this.problem.append(el("p", { class: "problem-server" }, "The service said: ", el("q", {}, serverError)));
+      const quote = el("q", {}, serverError);
+      this.problem.append(el("p", { class: "problem-server" }, "The service said: ", quote));
     }
-    this.appendJson();
   }
 
   complete(job) {
@@ -330,8 +343,16 @@ class UploadCard {
     this.label.textContent = "";
     this.showImage(media);
     this.result.replaceChildren(facts(media), variantTable(media, this.file.size));
-    this.appendJson();
     this.result.hidden = false;
+    cardsByMedia.set(media.id, this);
+  }
+
+  /** The media was deleted: its files are gone, so stop showing them. */
+  deleted() {
+    this.root.dataset.state = "DELETED";
+    this.frame.hidden = true;
+    this.result.querySelector(".table-wrap")?.remove();
+    this.state.textContent = "Deleted from the service after it completed.";
   }
 
   showImage(media) {
@@ -366,23 +387,23 @@ class UploadCard {
     }
   }
 
-  appendJson() {
-    if (!this.job || this.root.querySelector(".json")) {
-      return;
+  /** Show `record` as JSON in a collapsed section at the foot of the card. */
+  showJson(record, title) {
+    if (!this.json) {
+      this.jsonTitle = el("summary");
+      this.jsonText = el("code");
+      this.json = el("details", { class: "json" }, this.jsonTitle, el("pre", {}, this.jsonText));
+      this.root.append(this.json);
     }
-    const details = el(
-      "details",
-      { class: "json" },
-      el("summary", {}, "Status JSON"),
-      el("pre", {}, el("code", {}, JSON.stringify(this.job, null, 2))),
-    );
-    this.root.append(details);
+    this.jsonTitle.textContent = title;
+    this.jsonText.textContent = JSON.stringify(record, null, 2);
   }
 }
 
 function facts(media) {
   const list = el("dl", { class: "facts" });
-  const add = (term, ...detail) => list.append(el("div", {}, el("dt", {}, term), el("dd", {}, ...detail)));
+  const add = (term, ...detail) =>
+    list.append(el("div", {}, el("dt", {}, term), el("dd", {}, ...detail)));
   add("Original", `${media.width} × ${media.height} px, ${media.originalFormat}`);
   add("Preset", media.preset);
   const swatch = el("span", { class: "swatch", "aria-hidden": "true" });
@@ -441,7 +462,9 @@ function send(file, owner, card) {
     form.append("file", file, file.name || "pasted-image");
     const request = new XMLHttpRequest();
     request.open("POST", apiUrl("upload"));
-    request.upload.addEventListener("progress", (event) => card.uploadProgress(event.loaded, event.total));
+    request.upload.addEventListener("progress", (event) =>
+      card.uploadProgress(event.loaded, event.total),
+    );
     request.addEventListener("load", () => {
       let body = {};
       try {
@@ -465,7 +488,8 @@ async function follow(card) {
     delay = Math.min(delay * 1.4, 2000);
     let response;
     try {
-      response = await fetch(apiUrl(`status/${encodeURIComponent(card.jobId)}`), { cache: "no-store" });
+      const url = apiUrl(`status/${encodeURIComponent(card.jobId)}`);
+      response = await fetch(url, { cache: "no-store" });
     } catch {
       failures += 1;
       if (failures >= 5) {
@@ -488,7 +512,9 @@ async function upload(card) {
   if (card.file.size > MAX_UPLOAD_BYTES) {
     card.refused(413, {
       code: "file_too_large",
-      error: `Checked in the browser: ${formatBytes(card.file.size)} is over the limit; nothing was sent.`,
+      error:
+        `Checked in the browser: ${formatBytes(card.file.size)} is over the limit; ` +
+        "nothing was sent.",
     });
     return;
   }
@@ -532,7 +558,8 @@ async function listMedia(owner) {
   }
   const body = await readJson(response);
   if (!response.ok || !Array.isArray(body)) {
-    status.textContent = `Could not list media (HTTP ${response.status}): ${body.error || "no reason given"}.`;
+    const reason = body.error || "no reason given";
+    status.textContent = `Could not list media (HTTP ${response.status}): ${reason}.`;
     return;
   }
   listedOwner = owner;
@@ -552,14 +579,21 @@ function mediaItem(media) {
     thumb.style.backgroundColor = media.dominantColor;
   }
   const created = new Date(media.createdAt);
+  const title =
+    `${media.width} × ${media.height} ${media.originalFormat}, ` +
+    `${media.variants.length} variants`;
   const info = el(
     "div",
     { class: "media-info" },
-    el("p", { class: "media-title" }, `${media.width} × ${media.height} ${media.originalFormat}, ${media.variants.length} variants`),
+    el("p", { class: "media-title" }, title),
     el("p", { class: "media-meta" }, `Created ${created.toLocaleString()}`),
     el("p", { class: "media-id" }, el("code", {}, media.id)),
   );
-  const button = el("button", { type: "button", class: "button danger", "aria-label": `Delete media ${media.id}` }, "Delete");
+  const button = el(
+    "button",
+    { type: "button", class: "button danger", "aria-label": `Delete media ${media.id}` },
+    "Delete",
+  );
   const outcome = el("p", { class: "media-outcome" });
   button.addEventListener("click", () => deleteMedia(media, item, button, outcome));
   item.append(thumb, info, button, outcome);
@@ -579,6 +613,8 @@ async function deleteMedia(media, item, button, outcome) {
   const body = await readJson(response);
   if (response.ok) {
     item.remove();
+    cardsByMedia.get(media.id)?.deleted();
+    cardsByMedia.delete(media.id);
     elements.ownerStatus.textContent = `Deleted media ${media.id} (HTTP ${response.status}).`;
     return;
   }
