@@ -43,11 +43,23 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Python's sqlite3 starts transactions itself, only before writes and
+        # never for SAVEPOINT, which breaks nested transactions and lets a
+        # read-then-write race. They are begun below instead.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock at the start, so two transactions
+        # that read and then write queue up (busy timeout) instead of one
+        # failing at once as "database is locked". Every transaction, reads
+        # included, waits for the one writing; they are all short.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
