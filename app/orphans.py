@@ -14,7 +14,6 @@ removes, by the job id in their keys (``originals/<job>``,
 Objects of PENDING and PROCESSING jobs are always kept, and so is anything
 younger than ``IMAGE_PIPELINE_ORPHAN_GRACE``: an upload stores its original
 before it commits the row, and a task stores variants before it records them.
-A backend that cannot tell an object's age has nothing collected.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from sqlalchemy import select
 from app.db import Database
 from app.errors import StorageError
 from app.models import TERMINAL, Media, MediaQueue
-from app.storage import LocalStorage, Storage
+from app.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +84,9 @@ def _reason(key: str, job: _Job | None, now: datetime, retention: float) -> str 
 
 def _old_keys(storage: Storage, cutoff: datetime) -> Iterator[str]:
     for prefix in ("originals/", "media/"):
-        for key in storage.keys(prefix):
-            modified = _modified(storage, key)
-            if modified is not None and modified < cutoff:
-                yield key
-
-
-def _modified(storage: Storage, key: str) -> datetime | None:
-    if not isinstance(storage, LocalStorage):
-        return None
-    try:
-        return datetime.fromtimestamp(storage.path(key).stat().st_mtime, UTC)
-    except (OSError, ValueError):
-        return None
+        for stored in storage.listing(prefix):
+            if stored.modified < cutoff:
+                yield stored.key
 
 
 def _job_id(key: str) -> str:

@@ -22,7 +22,7 @@ from app.storage.keys import (
     original_key,
     variant_key,
 )
-from app.storage.local import LocalStorage
+from app.storage.local import LocalStorage, Stored
 from app.storage.options import StorageOptions
 
 
@@ -38,6 +38,9 @@ class Storage(Protocol):
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key in the folder ``prefix`` and below; all keys when empty."""
+
+    def listing(self, prefix: str = "") -> Iterator[Stored]:
+        """Like :meth:`keys`, with each object's last modification time."""
 
     def check(self) -> None:
         """Raise ``StorageError`` unless the store can be reached now."""
@@ -60,6 +63,7 @@ __all__ = [
     "LocalStorage",
     "Storage",
     "StorageOptions",
+    "Stored",
     "cache_control",
     "is_public",
     "is_valid_key",

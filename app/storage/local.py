@@ -5,12 +5,22 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.errors import StorageError
 from app.storage.keys import check_key
 
 TEMP_PREFIX = ".upload-"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored object's key and when it was last written (UTC)."""
+
+    key: str
+    modified: datetime
 
 
 class LocalStorage:
@@ -53,12 +63,24 @@ class LocalStorage:
             raise StorageError("The media store could not delete a file.") from exc
 
     def keys(self, prefix: str = "") -> Iterator[str]:
+        for path in self._files(prefix):
+            yield path.relative_to(self.root).as_posix()
+
+    def listing(self, prefix: str = "") -> Iterator[Stored]:
+        for path in self._files(prefix):
+            try:
+                modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except OSError:
+                continue  # removed since it was listed
+            yield Stored(path.relative_to(self.root).as_posix(), modified)
+
+    def _files(self, prefix: str) -> Iterator[Path]:
         base = self.root / check_key(prefix.rstrip("/")) if prefix else self.root
         if not base.is_dir():
             return
         for path in sorted(base.rglob("*")):
             if path.is_file() and not path.name.startswith(TEMP_PREFIX):
-                yield path.relative_to(self.root).as_posix()
+                yield path
 
     def check(self) -> None:
         """The root exists (or can be made) and this process may write to it."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlparse
 
@@ -28,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from app.errors import StorageError
 from app.storage.keys import cache_control, check_key
+from app.storage.local import Stored
 from app.storage.options import StorageOptions
 
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -82,12 +84,17 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
+        for stored in self.listing(prefix):
+            yield stored.key
+
+    def listing(self, prefix: str = "") -> Iterator[Stored]:
         folder = self.prefix + (check_key(prefix.rstrip("/")) + "/" if prefix else "")
         paginator = self.client.get_paginator("list_objects_v2")
         with self._calling("list files"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
                 for item in page.get("Contents", []):
-                    yield item["Key"][len(self.prefix) :]
+                    modified = item["LastModified"].astimezone(UTC)
+                    yield Stored(item["Key"][len(self.prefix) :], modified)
 
     def check(self) -> None:
         with self._calling("reach its bucket"):

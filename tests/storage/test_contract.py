@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,6 +27,17 @@ def test_put_overwrites_an_existing_key(storage: Storage) -> None:
     storage.put(ORIGINAL, b"second", "application/octet-stream")
     assert storage.get(ORIGINAL) == b"second"
     assert list(storage.keys("originals")) == [ORIGINAL]
+
+
+def test_listing_gives_each_key_with_its_modification_time(storage: Storage) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    storage.put(VARIANT, b"v", "image/webp")
+    storage.put(ORIGINAL, b"o", "application/octet-stream")
+    listed = {stored.key: stored.modified for stored in storage.listing()}
+    assert set(listed) == {VARIANT, ORIGINAL}
+    for modified in listed.values():
+        assert before <= modified <= datetime.now(UTC) + timedelta(seconds=5)
+    assert [stored.key for stored in storage.listing("media")] == [VARIANT]
 
 
 def test_a_missing_key_does_not_exist_and_cannot_be_read(storage: Storage) -> None:
