@@ -42,6 +42,8 @@ TRANSITIONS: frozenset[tuple[Status, Status]] = frozenset(
 )
 
 WORKER_LOST = "worker_lost"
+MAX_SPACING = 32
+"""Longest wait between re-sends of a PENDING job, in grace periods."""
 
 
 class IllegalTransition(ValueError):
@@ -259,34 +261,32 @@ class JobStore:
             return requeued
 
     def stale_pending(self, grace_seconds: float, limit: int = 100) -> list[str]:
-        """PENDING jobs untouched for ``grace_seconds``, marked as re-dispatched.
+        """PENDING jobs no worker took in time, marked as re-dispatched.
 
-        Touching ``updated_at`` makes a second reaper running at the same time
-        skip them, so each is dispatched again at most once per grace period.
+        A job is due ``grace_seconds`` after it last changed state, then again
+        after twice that, four times, ... (at most :data:`MAX_SPACING` times):
+        a job still waiting in a long queue is re-sent a few times, not once
+        per grace period for as long as the backlog lasts. The mark is a
+        compare-and-set, so a second reaper running at the same time skips
+        the jobs the first one took.
         """
         now = self.clock()
-        cutoff = now - timedelta(seconds=grace_seconds)
+        never_resent = MediaQueue.next_redispatch_at.is_(None) & (
+            MediaQueue.updated_at < now - timedelta(seconds=grace_seconds)
+        )
+        due = never_resent | (MediaQueue.next_redispatch_at < now)
         with self.db.transaction() as session:
             rows = _lock_batch(
                 session,
                 self.db.is_postgresql,
-                [MediaQueue.status == Status.PENDING, MediaQueue.updated_at < cutoff],
+                [MediaQueue.status == Status.PENDING, due],
                 limit,
             )
-            touched = []
-            for row in rows:
-                result = session.execute(
-                    update(MediaQueue)
-                    .where(
-                        MediaQueue.id == row.id,
-                        MediaQueue.status == Status.PENDING,
-                        MediaQueue.updated_at == row.updated_at,
-                    )
-                    .values(updated_at=now)
-                )
-                if _matched(result):
-                    touched.append(row.id)
-            return touched
+            return [
+                row.id
+                for row in rows
+                if _mark_redispatched(session, row, now, grace_seconds)
+            ]
 
     def requeue(self, job_id: str, stuck_after: float) -> bool:
         """Put a FAILED or stuck job back to PENDING with no attempts counted.
@@ -323,9 +323,30 @@ class JobStore:
                     MediaQueue.status == Status.PENDING,
                     MediaQueue.updated_at < now - timedelta(seconds=stuck_after),
                 )
-                .values(updated_at=now, attempts=0)
+                .values(
+                    updated_at=now, attempts=0, redispatches=0, next_redispatch_at=None
+                )
             )
             return _matched(result)
+
+
+def _mark_redispatched(
+    session: Session, row: MediaQueue, now: datetime, grace_seconds: float
+) -> bool:
+    spacing = grace_seconds * min(2**row.redispatches, MAX_SPACING)
+    result = session.execute(
+        update(MediaQueue)
+        .where(
+            MediaQueue.id == row.id,
+            MediaQueue.status == Status.PENDING,
+            MediaQueue.redispatches == row.redispatches,
+        )
+        .values(
+            redispatches=row.redispatches + 1,
+            next_redispatch_at=now + timedelta(seconds=spacing),
+        )
+    )
+    return _matched(result)
 
 
 def _reap_one(session: Session, row: MediaQueue, now: datetime) -> bool:
@@ -380,6 +401,8 @@ def _transition(
     conditions = [MediaQueue.id == job_id, MediaQueue.status == source, *where]
     if token is not None:
         conditions.append(MediaQueue.lease_token == token)
+    if target is Status.PENDING:
+        values.update(redispatches=0, next_redispatch_at=None)
     result = session.execute(
         update(MediaQueue)
         .where(*conditions)

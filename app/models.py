@@ -117,6 +117,10 @@ class MediaQueue(Base):
     """The original's header announces several frames (see ``app.routing``)."""
     lease_token: Mapped[str | None] = mapped_column(String(36))
     lease_expires_at: Mapped[datetime | None]
+    redispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Times the reaper re-sent this PENDING job since it last changed state."""
+    next_redispatch_at: Mapped[datetime | None]
+    """When the reaper may re-send it again; null: ``updated_at`` + grace."""
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     """The client's ``Idempotency-Key``: one job per key and owner."""
     content_sha256: Mapped[str | None] = mapped_column(String(64))

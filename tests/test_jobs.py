@@ -300,13 +300,33 @@ def test_reaper_fails_a_job_whose_worker_died_at_every_attempt(
     assert row.error is not None and "2 times" in row.error
 
 
-def test_stale_pending_jobs_are_redispatched_once_per_grace_period(
+def test_a_stale_pending_job_is_resent_at_doubling_intervals(
     jobs: JobStore, clock: Clock
 ) -> None:
     job_id = new_job(jobs)
     assert jobs.stale_pending(60) == []
     clock.advance(61)
-    assert jobs.stale_pending(60) == [job_id]
-    assert jobs.stale_pending(60) == [], "a second reaper finds nothing to do"
+    spacings = []
+    for _ in range(8):
+        assert jobs.stale_pending(60) == [job_id]
+        assert jobs.stale_pending(60) == [], "a second reaper finds nothing to do"
+        row = jobs.get(job_id)
+        assert row is not None and row.next_redispatch_at is not None
+        spacings.append((row.next_redispatch_at - clock.now).total_seconds())
+        clock.now = row.next_redispatch_at + timedelta(seconds=1)
+    assert spacings == [60, 120, 240, 480, 960, 1920, 1920, 1920]
+
+
+def test_a_state_change_resets_the_resend_spacing(jobs: JobStore, clock: Clock) -> None:
+    job_id = new_job(jobs)
+    for _ in range(3):
+        clock.advance(10_000)
+        jobs.stale_pending(60)
+    claim = jobs.claim(job_id, LEASE)
+    assert claim is not None
+    jobs.release(claim, "storage_unavailable", "down")
+    row = jobs.get(job_id)
+    assert row is not None
+    assert (row.redispatches, row.next_redispatch_at) == (0, None)
     clock.advance(61)
     assert jobs.stale_pending(60) == [job_id]
