@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
@@ -23,10 +24,11 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.config import Settings
+from app.extension import ImagePipeline
 from app.migrate import upgrade
+from tests.apps import MakeApp
 
 if TYPE_CHECKING:
-    from app.extension import ImagePipeline
     from app.processing import Result
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -115,3 +117,29 @@ def run_jobs(
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Iterator[MakeApp]:
+    """Apps from the factory with settings changed, tasks not sent anywhere.
+
+    ``make_app(authenticate=fn, upload_rate="1/minute")`` builds one with
+    those settings replaced; its connections are closed after the test.
+    """
+    apps: list[Flask] = []
+
+    def make(authenticate: Any = None, **changes: Any) -> Flask:
+        app = create_app(replace(settings, **changes), authenticate=authenticate)
+        extension: ImagePipeline = app.extensions["image_pipeline"]
+        upgrade(extension.db)
+        extension.dispatch = _dropped
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["image_pipeline"].db.dispose()
+
+
+def _dropped(job_id: str) -> None:
+    """A dispatcher for tests that run jobs themselves."""

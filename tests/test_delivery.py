@@ -5,41 +5,25 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from sqlalchemy import create_engine, select, text, update
 
-from app import create_app
-from app.config import Settings
 from app.delivery import Deliverer
 from app.extension import ImagePipeline
-from app.migrate import upgrade
 from app.models import Delivery, DeliveryStatus, MediaQueue, utcnow
 from app.records import MediaQueueRecord
 from app.sinks import create_example_users_table
+from tests.apps import MakeApp, pipeline_of
 from tests.images import image_bytes
 
 
 @pytest.fixture
-def make_pipeline(settings: Settings) -> Iterator[Callable[..., ImagePipeline]]:
-    apps: list[Flask] = []
-
-    def make(**changes: object) -> ImagePipeline:
-        app = create_app(replace(settings, **changes))
-        pipeline: ImagePipeline = app.extensions["image_pipeline"]
-        upgrade(pipeline.db)
-        pipeline.dispatch = lambda job_id: None
-        apps.append(app)
-        return pipeline
-
-    yield make
-    for app in apps:
-        app.extensions["image_pipeline"].db.dispose()
+def make_pipeline(make_app: MakeApp) -> Callable[..., ImagePipeline]:
+    return lambda **changes: pipeline_of(make_app(**changes))
 
 
 @pytest.fixture

@@ -5,49 +5,22 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from flask import Flask
 from PIL import Image
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from app import create_app
 from app.cli import main
 from app.config import Settings
 from app.extension import ImagePipeline
-from app.migrate import upgrade
 from app.models import Status
 from app.reprocess import Reprocessed, outdated, reprocess
+from tests.apps import MakeApp, pipeline_of
 from tests.images import image_bytes
-
-MakeApp = Callable[..., Flask]
-
-
-@pytest.fixture
-def make_app(settings: Settings) -> Iterator[MakeApp]:
-    apps: list[Flask] = []
-
-    def make(**changes: Any) -> Flask:
-        app = create_app(replace(settings, **changes))
-        pipeline: ImagePipeline = app.extensions["image_pipeline"]
-        upgrade(pipeline.db)
-        pipeline.dispatch = lambda job_id: None
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["image_pipeline"].db.dispose()
-
-
-def pipeline_of(app: Flask) -> ImagePipeline:
-    pipeline: ImagePipeline = app.extensions["image_pipeline"]
-    return pipeline
 
 
 def complete(

@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import Any
 
 import fakeredis
 import pytest
@@ -17,38 +14,16 @@ from limits.storage import RedisStorage
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import TestResponse, encode_multipart
 
-from app import create_app
 from app.cli import main
-from app.config import Settings
 from app.errors import RateLimited
-from app.extension import ImagePipeline
-from app.migrate import upgrade
 from app.security import UploadQuota, hash_key, parse_api_keys
+from tests.apps import MakeApp, pipeline_of
 from tests.images import image_bytes
 
 ALICE_KEY = "alice-secret-key"
 BOB_KEY = "bob-secret-key"
 KEYS = f"alice:{hash_key(ALICE_KEY)},bob:{hash_key(BOB_KEY)}"
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
-
-MakeApp = Callable[..., Flask]
-
-
-@pytest.fixture
-def make_app(settings: Settings) -> Iterator[MakeApp]:
-    apps: list[Flask] = []
-
-    def make(authenticate: Any = None, **changes: Any) -> Flask:
-        app = create_app(replace(settings, **changes), authenticate=authenticate)
-        pipeline: ImagePipeline = app.extensions["image_pipeline"]
-        upgrade(pipeline.db)
-        pipeline.dispatch = lambda job_id: None
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["image_pipeline"].db.dispose()
 
 
 def upload(
@@ -71,11 +46,6 @@ def upload(
         headers=headers or {},
         environ_base={"REMOTE_ADDR": address},
     )
-
-
-def pipeline_of(app: Flask) -> ImagePipeline:
-    pipeline: ImagePipeline = app.extensions["image_pipeline"]
-    return pipeline
 
 
 def originals(app: Flask) -> list[str]:

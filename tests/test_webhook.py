@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,16 +13,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from flask import Flask
 from sqlalchemy import select
 
-from app import create_app
 from app.cli import main
 from app.config import Settings
 from app.extension import ImagePipeline
-from app.migrate import upgrade
 from app.models import Delivery, DeliveryStatus, utcnow
 from app.sinks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
+from tests.apps import MakeApp, pipeline_of
 from tests.images import image_bytes
 
 SECRET = "s3cret-for-tests"
@@ -68,21 +66,12 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def hooked(settings: Settings, receiver: Receiver) -> Iterator[ImagePipeline]:
+def hooked(make_app: MakeApp, receiver: Receiver) -> ImagePipeline:
     sinks = {"*": [{"type": "webhook", "url": receiver.url, "secret": SECRET}]}
-    app: Flask = create_app(
-        replace(
-            settings,
-            sinks_json=json.dumps(sinks),
-            delivery_max_attempts=3,
-            delivery_backoff=0.001,
-        )
+    app = make_app(
+        sinks_json=json.dumps(sinks), delivery_max_attempts=3, delivery_backoff=0.001
     )
-    pipeline: ImagePipeline = app.extensions["image_pipeline"]
-    upgrade(pipeline.db)
-    pipeline.dispatch = lambda job_id: None
-    yield pipeline
-    pipeline.db.dispose()
+    return pipeline_of(app)
 
 
 def complete(pipeline: ImagePipeline) -> str:
@@ -169,20 +158,14 @@ def test_a_webhook_that_keeps_failing_ends_failed_and_can_be_replayed(
     assert len(receiver.received) == 4
 
 
-def test_an_unreachable_webhook_is_a_retry_not_a_crash(
-    settings: Settings,
-) -> None:
+def test_an_unreachable_webhook_is_a_retry_not_a_crash(make_app: MakeApp) -> None:
     sinks = {"*": [{"type": "webhook", "url": "http://127.0.0.1:9/x", "secret": "k"}]}
-    app = create_app(replace(settings, sinks_json=json.dumps(sinks)))
-    pipeline: ImagePipeline = app.extensions["image_pipeline"]
-    upgrade(pipeline.db)
-    pipeline.dispatch = lambda job_id: None
+    pipeline = pipeline_of(make_app(sinks_json=json.dumps(sinks)))
     complete(pipeline)
     assert pipeline.deliverer.run_once().retried == 1
     assert the_delivery(pipeline).last_error == (
         "The webhook could not be reached (ConnectError)."
     )
-    pipeline.db.dispose()
 
 
 def test_the_readme_verification_example_accepts_a_real_delivery(
