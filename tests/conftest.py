@@ -24,9 +24,12 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.config import Settings
+from app.db import Database
 from app.extension import ImagePipeline
+from app.jobs import JobStore
 from app.migrate import upgrade
 from tests.apps import MakeApp
+from tests.jobstore import Clock
 
 if TYPE_CHECKING:
     from app.processing import Result
@@ -62,6 +65,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
                 conn.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
     return url
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock for ``JobStore`` that moves only when a test moves it."""
+    return Clock()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    upgrade(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def jobs(db: Database, clock: Clock) -> JobStore:
+    return JobStore(db, clock)
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -12,74 +11,8 @@ from sqlalchemy import func, select, update
 from app.db import Database
 from app.jobs import TRANSITIONS, WORKER_LOST, Claim, IllegalTransition, JobStore
 from app.jobs import _transition as transition
-from app.migrate import upgrade
 from app.models import Media, MediaQueue, Status, utcnow
-
-LEASE = 60.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    upgrade(database)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def jobs(db: Database, clock: Clock) -> JobStore:
-    return JobStore(db, clock)
-
-
-def new_job(jobs: JobStore, max_attempts: int = 3) -> str:
-    job_id = str(uuid.uuid4())
-    jobs.create(
-        job_id,
-        source_type="avatar",
-        source_id="42",
-        original_key=f"originals/{job_id}",
-        original_bytes=10,
-        max_attempts=max_attempts,
-    )
-    return job_id
-
-
-def status(jobs: JobStore, job_id: str) -> Status:
-    row = jobs.get(job_id)
-    assert row is not None
-    return row.status
-
-
-def media_for(claim: Claim) -> Media:
-    return Media(
-        id=str(uuid.uuid4()),
-        source_type=claim.source_type,
-        source_id=claim.source_id,
-        width=10,
-        height=10,
-        blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj",
-        dominant_color="#102030",
-        original_format="jpeg",
-        preset="default",
-        preset_version="abc",
-        variants={},
-    )
+from tests.jobstore import LEASE, Clock, media_for, new_job, status
 
 
 def media_count(db: Database, job_id: str) -> int:

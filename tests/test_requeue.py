@@ -2,33 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from app.db import Database
 from app.jobs import JobStore
-from app.migrate import upgrade
 from app.models import Status
-from tests.test_jobs import LEASE, Clock, media_for, new_job, status
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    upgrade(database)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def jobs(db: Database, clock: Clock) -> JobStore:
-    return JobStore(db, clock)
+from tests.jobstore import LEASE, Clock, media_for, new_job, status
 
 
 def failed_job(jobs: JobStore) -> str:

@@ -96,6 +96,20 @@ def small_image(shade: int = 0) -> bytes:
     return image_bytes((400, 300), color=(200, shade % 256, 40))
 
 
+@functools.cache
+def tiny_photo(seed: int) -> bytes:
+    """A 200x150 JPEG with some texture: quick to render, so load is cheap."""
+    from PIL import Image, ImageDraw
+
+    image = Image.effect_noise((200, 150), 40).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    shade = (seed * 37) % 256
+    draw.rectangle((20, 20, 120, 100), fill=(shade, 255 - shade, 90))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -400,8 +414,12 @@ class Stack:
         ]
         return self.spawn("web", command)
 
-    def start_worker(self, name: str, concurrency: int = 1) -> Process:
+    def start_worker(
+        self, name: str, concurrency: int = 1, queues: str | None = None
+    ) -> Process:
         command = [sys.executable, "-m", "app", "worker", "-c", str(concurrency)]
+        if queues:
+            command.append(f"--queues={queues}")
         return self.spawn(name, command)
 
     def start_beat(self, name: str = "beat", **env: str) -> Process:
@@ -410,7 +428,10 @@ class Stack:
     def wait_ready(self, *processes: Process, timeout: float = 30) -> None:
         for process in processes:
             if process.name == "web" or process.name.startswith("web"):
-                wait_for(self._web_answers, timeout, "gunicorn to answer")
+                try:
+                    wait_for(self._web_answers, timeout, "gunicorn to answer")
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}\n{self.logs()}") from None
             elif "beat" in process.name:
                 process.wait_log(r"beat: Starting", timeout)
             else:
@@ -472,6 +493,17 @@ class Stack:
         query = "SELECT job_id, count(*) AS n FROM media GROUP BY job_id"
         with self.engine.connect() as conn:
             return {r.job_id: r.n for r in conn.execute(text(query))}
+
+    def unique_columns(self, table: str) -> set[str]:
+        """Columns that a single-column unique index or constraint covers."""
+        query = text(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            "WHERE i.indrelid = CAST(:table AS regclass) AND i.indisunique "
+            "AND i.indnatts = 1"
+        )
+        with self.engine.connect() as conn:
+            return set(conn.execute(query, {"table": table}).scalars())
 
     def media_variants(self, job_id: str) -> dict[str, Any]:
         query = text("SELECT variants FROM media WHERE job_id = :job")
