@@ -18,7 +18,7 @@ from app.extension import ImagePipeline
 from app.migrate import upgrade
 from app.routing import is_heavy, looks_animated
 from tests.images import image_bytes
-from tests.s3 import free_port
+from tests.service import free_port
 from workers import HEAVY_QUEUE, QUEUE, Dispatcher, celery_config
 
 

@@ -19,7 +19,7 @@ from app.metrics import jobs_registry
 from app.processing import Result
 from app.storage import LocalStorage
 from tests.images import image_bytes
-from tests.s3 import free_port
+from tests.service import free_port
 
 
 def upload(client: FlaskClient, data: bytes, source_type: str = "gallery") -> int:

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-CONFIG_VARIABLES = ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "STORAGE_URL")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.service import CONFIG_VARIABLES, free_port
 
 
 def children(pid: int) -> list[int]:

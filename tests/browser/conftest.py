@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.test_end_to_end import (
+from tests.service import (
     Service,
     child_env,
     free_port,

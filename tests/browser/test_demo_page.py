@@ -31,7 +31,7 @@ from playwright.sync_api import (
     expect,
 )
 
-from tests.test_end_to_end import Service, http
+from tests.service import Service, http
 
 CORPUS = os.environ.get("IMAGE_PIPELINE_CORPUS", "")
 DESKTOP = {"width": 1280, "height": 900}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_end_to_end import (
+from tests.service import (
     Service,
     child_env,
     free_port,

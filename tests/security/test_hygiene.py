@@ -26,7 +26,7 @@ from app.extension import ImagePipeline
 from app.processing import Result
 from tests.images import image_bytes
 from tests.security.conftest import Served
-from tests.test_end_to_end import http, wait_terminal
+from tests.service import http, wait_terminal
 
 MARKER = "zq7hostile"
 HOSTILE_NAMES = [

@@ -25,7 +25,7 @@ from tests.fuzz.judge import DEFAULT
 from tests.images import image_bytes
 from tests.imaging.factories import png_chunk
 from tests.security.conftest import Served
-from tests.test_end_to_end import upload, wait_terminal
+from tests.service import upload, wait_terminal
 from workers.sandbox import MIB, SandboxLimits, limit_child, renew_cpu_budget
 
 HEADROOM = 300 * MIB

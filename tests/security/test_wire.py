@@ -22,7 +22,7 @@ from werkzeug.test import encode_multipart
 
 from tests.images import image_bytes
 from tests.security.conftest import MAX_BYTES, REQUEST_TIMEOUT, Served
-from tests.test_end_to_end import http, upload
+from tests.service import http, upload
 
 BOUNDARY = "fuzzboundary"
 UPLOAD_PATH = "/image-pipeline/upload"

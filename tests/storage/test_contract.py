@@ -10,7 +10,7 @@ import pytest
 from app.errors import StorageError
 from app.storage import Storage, StorageOptions, open_storage
 from app.storage.s3 import S3Storage
-from tests.s3 import free_port
+from tests.service import free_port
 
 VARIANT = "media/job-1/v1/sm.webp"
 ORIGINAL = "originals/job-1"
