@@ -109,7 +109,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                     "expires": settings.collect_interval,
                 },
             },
-            "deliver": {"task": DELIVER_TASK, "schedule": settings.delivery_interval},
+            "deliver": {
+                "task": DELIVER_TASK,
+                "schedule": settings.delivery_interval,
+                "options": {
+                    "queue": CONTROL_QUEUE,
+                    "expires": settings.delivery_interval,
+                },
+            },
         },
         "beat_scheduler": "workers:Scheduler",
         "beat_schedule_filename": f"{settings.data_dir}/celerybeat-schedule",
