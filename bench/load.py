@@ -1,10 +1,12 @@
 """Load the whole service and check that no job is lost or done twice.
 
     python bench/load.py [--uploads 500] [--clients 32] [--workers 2]
+                         [--pollers 32] [--poll-every 1.0]
 
 Starts a throwaway PostgreSQL and Redis, gunicorn and the Celery workers
 (as the fault tests do, on loopback only), uploads generated 1600x1200
-photos from concurrent clients while others poll the status route, waits
+photos from concurrent clients while pollers read the status route (each
+once per ``--poll-every`` seconds, as a client waiting for its job would), waits
 for every job to end, and prints a Markdown report: uploads accepted, jobs
 complete, lost and duplicated (both must be 0), upload and status latency
 percentiles, images per second, and the throughput of ``image-pipeline
@@ -69,10 +71,11 @@ def percentiles(values: list[float]) -> str:
 
 
 class StatusPoller:
-    """Clients that keep reading the status of accepted jobs."""
+    """Clients that read the status of accepted jobs, each once per ``every`` s."""
 
-    def __init__(self, stack: Stack, clients: int) -> None:
+    def __init__(self, stack: Stack, clients: int, every: float) -> None:
         self.stack = stack
+        self.every = every
         self.jobs: list[str] = []
         self.latencies: list[float] = []
         self.errors = 0
@@ -92,7 +95,7 @@ class StatusPoller:
 
     def _run(self) -> None:
         rng = random.Random()
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(self.every):
             if not self.jobs:
                 continue
             answer = self.stack.status(rng.choice(self.jobs))
@@ -104,7 +107,7 @@ def run_service(stack: Stack, files: list[bytes], args: argparse.Namespace) -> d
     processes = [stack.start_web()]
     processes += [stack.start_worker(f"worker-{n}", 1) for n in range(args.workers)]
     stack.wait_ready(*processes)
-    poller = StatusPoller(stack, args.pollers)
+    poller = StatusPoller(stack, args.pollers, args.poll_every)
     poller.start()
 
     def upload(n: int) -> tuple[int, float, str | None]:
@@ -170,7 +173,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=500)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--pollers", type=int, default=4)
+    parser.add_argument("--pollers", type=int, default=32)
+    parser.add_argument(
+        "--poll-every",
+        type=float,
+        default=1.0,
+        help="Seconds between one poller's status reads; a poller stands for "
+        "a client waiting for its job.",
+    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     if not 1 <= args.uploads <= 5000:
@@ -204,7 +214,10 @@ def main() -> None:
     seconds = service.pop("seconds")
     rate = service["complete"] / seconds
     cli_rate = len(paths) / cli_seconds
-    print(f"## Load: {args.uploads} uploads of 1600x1200 JPEG, {args.clients} clients")
+    print(
+        f"## Load: {args.uploads} uploads of 1600x1200 JPEG, {args.clients} "
+        f"clients, {args.pollers} pollers reading every {args.poll_every} s"
+    )
     print()
     print("| measure | value |")
     print("|---|---|")
