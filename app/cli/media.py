@@ -108,42 +108,32 @@ def reprocess_command(
 
     Safe to interrupt and run again: finished media are no longer outdated.
     """
+    from app.reprocess import outdated as find_outdated
+    from workers import REPROCESS_TASK
+
     if not outdated and not media_ids:
         raise click.UsageError("Name media ids, or pass --outdated.")
     with _app() as app:
-        _reprocess(app, outdated, source_type, inline, wait, timeout, media_ids)
+        pipeline = app.extensions["image_pipeline"]
+        targets = list(media_ids) or find_outdated(pipeline, source_type)
+        click.echo(f"{len(targets)} media to re-render.")
+        if not targets:
+            return
+        if inline:
+            _reprocess_here(pipeline, targets)
+            return
+        for media_id in targets:
+            app.extensions["celery"].send_task(REPROCESS_TASK, args=[media_id])
+        if wait:
+            _wait_for_reprocess(pipeline, set(targets), source_type, timeout)
 
 
-def _reprocess(
-    app: Any,
-    outdated: bool,
-    source_type: str | None,
-    inline: bool,
-    wait: bool,
-    timeout: float,
-    media_ids: tuple[str, ...],
-) -> None:
-    from app.reprocess import outdated as find_outdated
+def _reprocess_here(pipeline: Any, targets: list[str]) -> None:
     from app.reprocess import reprocess
-    from workers import REPROCESS_TASK
 
-    pipeline = app.extensions["image_pipeline"]
-    targets = list(media_ids) or find_outdated(pipeline, source_type)
-    click.echo(f"{len(targets)} media to re-render.")
-    if not targets:
-        return
-    if inline:
-        with click.progressbar(targets, label="Re-rendering") as bar:
-            outcomes = [reprocess(pipeline, media_id) for media_id in bar]
-        click.echo(
-            ", ".join(f"{o}: {outcomes.count(o)}" for o in sorted(set(outcomes)))
-        )
-        return
-    celery = app.extensions["celery"]
-    for media_id in targets:
-        celery.send_task(REPROCESS_TASK, args=[media_id])
-    if wait:
-        _wait_for_reprocess(pipeline, set(targets), source_type, timeout)
+    with click.progressbar(targets, label="Re-rendering") as bar:
+        outcomes = [reprocess(pipeline, media_id) for media_id in bar]
+    click.echo(", ".join(f"{o}: {outcomes.count(o)}" for o in sorted(set(outcomes))))
 
 
 def _wait_for_reprocess(
