@@ -136,3 +136,14 @@ def test_the_dispatcher_routes_large_and_animated_jobs_to_the_heavy_queue(
         HEAVY_QUEUE,
     ]
     assert dispatcher.queue_for("no-such-job") == QUEUE
+
+
+def test_the_embedded_broker_polls_five_times_a_second(tmp_path: Path) -> None:
+    from app import create_app
+    from app.config import Settings
+
+    app = create_app(Settings(data_dir=str(tmp_path)).resolved())
+    with app.extensions["celery"].connection_for_write() as connection:
+        assert connection.transport.polling_interval == 0.2
+        assert connection.transport.driver_name == "sqlalchemy"
+    app.extensions["image_pipeline"].db.dispose()

@@ -28,7 +28,7 @@ from app.errors import TransientError
 from app.extension import ImagePipeline
 from app.jobs import JobStore
 from app.routing import is_heavy
-from workers import sandbox
+from workers import embedded_broker, sandbox
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    if pipeline.settings.embedded_broker:
+        embedded_broker.register()
     celery_app = Celery(
         app.name, task_cls=FlaskTask, include=["workers.tasks", "workers.lifecycle"]
     )
