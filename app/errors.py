@@ -60,13 +60,25 @@ class PayloadTooLarge(PipelineError):
     code = "file_too_large"
 
 
+REJECTION_CODES = frozenset(
+    {
+        "empty_file",
+        "file_too_large",
+        "unsupported_format",
+        "too_many_pixels",
+        "too_small",
+        "too_many_frames",
+        "corrupt_image",
+        "too_large_to_decode",
+    }
+)
+"""The stable codes of :class:`ImageRejected`, documented in the README."""
+
+
 class ImageRejected(PipelineError):
     """The input can never become media: a job with it ends REJECTED.
 
-    ``code`` is one of the stable rejection codes (``empty_file``,
-    ``unsupported_format``, ``too_many_pixels``, ``too_small``,
-    ``too_many_frames``, ``corrupt_image``, ``file_too_large``,
-    ``too_large_to_decode``).
+    ``code`` is one of :data:`REJECTION_CODES`.
     """
 
     status = 415

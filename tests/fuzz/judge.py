@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from app.errors import ImageRejected
+from app.errors import REJECTION_CODES, ImageRejected
 from app.imaging import Rendered, render
 from app.presets import Preset, build_presets
 
@@ -13,18 +13,6 @@ PRESETS = build_presets(None)
 DEFAULT: Preset = PRESETS["default"]
 AVATAR: Preset = PRESETS["avatar"]
 
-REJECTION_CODES = frozenset(
-    {
-        "empty_file",
-        "file_too_large",
-        "unsupported_format",
-        "too_many_pixels",
-        "too_small",
-        "too_many_frames",
-        "corrupt_image",
-        "too_large_to_decode",
-    }
-)
 RENDERED = "rendered"
 PER_INPUT_SECONDS = 10.0
 """A bound on one render of a small mutated file; real ones take milliseconds."""

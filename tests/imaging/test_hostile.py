@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.errors import ImageRejected
+from app.errors import REJECTION_CODES, ImageRejected
 from app.imaging import Limits, render
 from app.presets import Preset
 
@@ -244,17 +244,6 @@ def test_render_rejects_a_gif_frame_that_grows_the_canvas_past_the_limit() -> No
     data[second + 5 : second + 9] = struct.pack("<HH", 60000, 60000)
     rejection = _rejection(bytes(data))
     assert rejection.code in {"too_many_pixels", "corrupt_image"}
-
-
-REJECTION_CODES = {
-    "empty_file",
-    "file_too_large",
-    "unsupported_format",
-    "too_many_pixels",
-    "too_small",
-    "too_many_frames",
-    "corrupt_image",
-}
 
 
 @pytest.mark.parametrize("seed", range(60))
